@@ -1,0 +1,64 @@
+"""`pcdms` command line: one sub-command per job, each defined in `pcdms.commands.<name>`.
+
+`main(argv)` is callable in-process (the tests use it). Heavy libraries (torch, diffusers) are
+imported inside the command functions, so `pcdms --help` stays fast. A `UserError` is printed as
+one line on stderr with exit status 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pcdms.errors import UserError
+
+# Each module defines `register(subparsers)`, which adds its parser(s) and sets `func`.
+COMMAND_MODULES: tuple[str, ...] = (
+    "config",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcdms",
+        description=(
+            "PCDMs: pose-guided person image synthesis with three progressive diffusion stages "
+            "(prior -> inpaint -> refine). Run `pcdms <command> --help` for each command."
+        ),
+    )
+    from pcdms import __version__
+
+    parser.add_argument("--version", action="version", version=f"pcdms {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"pcdms.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        status = args.func(args)
+    except UserError as err:
+        print(f"pcdms {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pcdms {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+
+def main_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main_entry()

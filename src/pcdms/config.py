@@ -1,0 +1,378 @@
+"""Typed configs for PCDMs: one dataclass per stage, encoder, data, training and sampling.
+
+Defaults are the paper's DeepFashion 256x176 setting (paper Sec. 4 and App. B; `shared/REFERENCE.md`
+Sec. 1). Presets in `pcdms/presets/*.yaml` override them; a preset may name another as `_base_`.
+Models receive only their own section (`cfg.inpaint`, `cfg.encoders.dino`, ...), never `RunConfig`.
+
+Model folders: a `pretrained_path` may contain `${PCDMS_MODEL_DIR}` (default `./models`). A path of
+`null` builds that component from its architecture fields with random weights (tests, shape checks).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pcdms import configio
+from pcdms.errors import ConfigError, UserError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+MODEL_DIR_ENV = "PCDMS_MODEL_DIR"
+
+
+# ---------------------------------------------------------------- diffusion and networks
+@dataclass
+class ScheduleConfig:
+    """Training noise schedule (diffusers `DDPMScheduler` arguments)."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
+
+
+@dataclass
+class UNetConfig:
+    """A diffusers `UNet2DConditionModel`; defaults are SD-2.1-base (865.9 M parameters at 9 input channels).
+
+    `pretrained_path` names an SD-2.1-base folder (diffusers layout, `unet/` inside) or a UNet folder;
+    when set, its weights and architecture win over the fields below.
+    """
+
+    pretrained_path: str | None = "${PCDMS_MODEL_DIR}/stable-diffusion-2-1-base"
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: int = 2
+    down_block_types: tuple[str, ...] = (
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    )
+    up_block_types: tuple[str, ...] = (
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    )
+    attention_head_dim: tuple[int, ...] = (5, 10, 20, 20)
+    cross_attention_dim: int = 1024
+    use_linear_projection: bool = True
+    norm_num_groups: int = 32
+
+    @property
+    def time_embed_dim(self) -> int:
+        """Width of the timestep embedding (diffusers: 4 x the first block's channels)."""
+        return 4 * self.block_out_channels[0]
+
+
+@dataclass
+class PriorConfig:
+    """Stage 1: transformer that predicts the target's CLIP image embedding (x0) from poses + source embedding."""
+
+    embed_dim: int = 1024  # CLIP image embedding width
+    width: int = 2048  # transformer width: num_heads x 64
+    num_layers: int = 20
+    num_heads: int = 32
+    num_keypoints: int = 18
+    pose_hidden_dims: tuple[int, int] = (512, 1024)  # MLP 36 -> 512 -> 1024, then a linear to `width`
+    dropout: float = 0.0
+    embed_shift: float = 0.016  # normalised = (embedding + shift) / scale
+    embed_scale: float = 0.415
+    cond_drop_prob: float = 0.1  # each of source image, source pose, target pose, independently
+    noise_offset: float = 0.1
+    pretrained_path: str | None = None  # optional Kandinsky-2.2 prior folder to initialise from
+    schedule: ScheduleConfig = field(
+        default_factory=lambda: ScheduleConfig(
+            beta_schedule="squaredcos_cap_v2", prediction_type="sample"
+        )
+    )
+
+
+@dataclass
+class InpaintConfig:
+    """Stage 2: UNet over the [source | target] canvas; 2 x latent + 1 mask input channels."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    latent_channels: int = 4
+    image_token_dim: int = 1536  # DINOv2 width
+    token_hidden_dim: int = 768  # MLP 1536 -> 768 -> cross_attention_dim
+    global_embed_dim: int = 1024  # stage-1 CLIP embedding width
+    pose_embed_channels: tuple[int, ...] = (16, 32, 96, 256)  # one stride-2 step between entries
+    cond_drop_prob: float = 0.1  # DINOv2 tokens and global embedding, independently
+    noise_offset: float = 0.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class RefineConfig:
+    """Stage 3: UNet over [noisy latent | coarse latent] (2 x latent channels), DINOv2 tokens by cross-attention."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    latent_channels: int = 4
+    image_token_dim: int = 1536
+    token_hidden_dim: int = 768
+    cond_drop_prob: float = 0.1
+    noise_offset: float = 0.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+# ---------------------------------------------------------------- frozen encoders
+@dataclass
+class AutoencoderConfig:
+    """Image <-> latent. `sd-vae`: diffusers AutoencoderKL (factor 8, 4 channels); `space-to-depth`:
+    parameter-free pixel unshuffle by `factor` (3 x factor^2 channels), for CPU-scale models."""
+
+    kind: Literal["sd-vae", "space-to-depth"] = "sd-vae"
+    pretrained_path: str | None = "${PCDMS_MODEL_DIR}/stable-diffusion-2-1-base"
+    factor: int = 8
+    vae_latent_channels: int = 4
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)  # random-weight VAE only
+    scaling_factor: float = 0.18215  # a pretrained VAE's own config value wins
+
+    @property
+    def latent_channels(self) -> int:
+        return 3 * self.factor**2 if self.kind == "space-to-depth" else self.vae_latent_channels
+
+    @property
+    def downsample(self) -> int:
+        if self.kind == "space-to-depth":
+            return self.factor
+        return 2 ** (len(self.block_out_channels) - 1)
+
+
+@dataclass
+class ClipConfig:
+    """CLIP image encoder (`CLIPVisionModelWithProjection.image_embeds`); defaults: OpenCLIP ViT-H/14."""
+
+    pretrained_path: str | None = "${PCDMS_MODEL_DIR}/clip-vit-h-14"
+    image_size: int = 224
+    patch_size: int = 14
+    hidden_size: int = 1280
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 16
+    intermediate_size: int = 5120
+    projection_dim: int = 1024
+
+
+@dataclass
+class DinoConfig:
+    """DINOv2 (`Dinov2Model.last_hidden_state`); defaults: DINOv2-giant, 257 tokens x 1536 at 224 px."""
+
+    pretrained_path: str | None = "${PCDMS_MODEL_DIR}/dinov2-giant"
+    image_size: int = 224
+    patch_size: int = 14
+    hidden_size: int = 1536
+    num_hidden_layers: int = 40
+    num_attention_heads: int = 24
+    mlp_ratio: int = 4
+    use_swiglu_ffn: bool = True
+
+
+@dataclass
+class EncodersConfig:
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    dino: DinoConfig = field(default_factory=DinoConfig)
+
+
+# ---------------------------------------------------------------- data, training, sampling
+@dataclass
+class DataConfig:
+    """A dataset root in one of the field's formats (detected when `format: auto`), and the model's image size."""
+
+    root: str | None = None
+    format: Literal["auto", "patn", "gfla", "authors"] = "auto"
+    height: int = 256  # model input size; images are resized to it
+    width: int = 176
+    train_split: str = "train"
+    test_split: str = "test"
+    flip_prob: float = 0.0  # horizontal flip augmentation (keypoints swap left/right)
+    num_workers: int = 2
+
+
+@dataclass
+class TrainConfig:
+    """One training run of one stage (paper: AdamW, lr 1e-4, wd 0.01; batch 256/128/128; 100k/200k/100k steps)."""
+
+    output_dir: str = "runs"
+    batch_size: int = 8  # per process
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    max_steps: int = 100_000  # optimiser steps
+    warmup_steps: int = 0  # linear warm-up, then constant
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    ema_decay: float = 0.9999  # 0 disables EMA weights
+    seed: int = 0
+    checkpoint_every: int = 1000  # steps
+    keep_checkpoints: int = 3
+    sample_every: int = 1000  # steps between sample grids; 0 disables
+    log_every: int = 10
+
+
+@dataclass
+class SampleConfig:
+    """Inference: paper uses DDIM, 20 steps, guidance 2 for every stage."""
+
+    scheduler: Literal["ddim", "unipc", "ddpm", "euler", "dpm"] = "ddim"
+    num_inference_steps: int = 20
+    prior_guidance_scale: float = 2.0
+    inpaint_guidance_scale: float = 2.0
+    refine_guidance_scale: float = 2.0
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+
+
+@dataclass
+class RunConfig:
+    """Everything one command needs; hand each part only to its own consumer."""
+
+    name: str = "deepfashion-256"
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    encoders: EncodersConfig = field(default_factory=EncodersConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Cross-section consistency: each mismatch names both keys."""
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    ae = cfg.encoders.autoencoder
+    for stage in ("inpaint", "refine"):
+        section = getattr(cfg, stage)
+        need(
+            section.latent_channels == ae.latent_channels,
+            f"{stage}.latent_channels={section.latent_channels} but encoders.autoencoder gives "
+            f"{ae.latent_channels} latent channels",
+        )
+        need(
+            section.image_token_dim == cfg.encoders.dino.hidden_size,
+            f"{stage}.image_token_dim={section.image_token_dim} must equal encoders.dino.hidden_size="
+            f"{cfg.encoders.dino.hidden_size}",
+        )
+    need(
+        cfg.prior.embed_dim == cfg.encoders.clip.projection_dim == cfg.inpaint.global_embed_dim,
+        f"prior.embed_dim={cfg.prior.embed_dim}, inpaint.global_embed_dim={cfg.inpaint.global_embed_dim} and "
+        f"encoders.clip.projection_dim={cfg.encoders.clip.projection_dim} must be equal",
+    )
+    need(
+        cfg.prior.width % cfg.prior.num_heads == 0,
+        f"prior.width={cfg.prior.width} must divide by prior.num_heads={cfg.prior.num_heads}",
+    )
+    steps = len(cfg.inpaint.pose_embed_channels) - 1
+    need(
+        2**steps == ae.downsample,
+        f"inpaint.pose_embed_channels has {steps} stride-2 steps (x{2**steps}) but the autoencoder "
+        f"downsamples x{ae.downsample}: use {int(math.log2(ae.downsample)) + 1} entries",
+    )
+    for key in ("height", "width"):
+        size = getattr(cfg.data, key)
+        need(
+            size > 0 and size % ae.downsample == 0,
+            f"data.{key}={size} must be a positive multiple of the autoencoder's downsampling "
+            f"({ae.downsample}); nearest: {max(ae.downsample, round(size / ae.downsample) * ae.downsample)}",
+        )
+    need(0.0 <= cfg.data.flip_prob <= 1.0, f"data.flip_prob={cfg.data.flip_prob} must be in [0, 1]")
+    for key in ("prior", "inpaint", "refine"):
+        p = getattr(cfg, key).cond_drop_prob
+        need(0.0 <= p < 1.0, f"{key}.cond_drop_prob={p} must be in [0, 1)")
+
+
+# ---------------------------------------------------------------- presets, overrides, files
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _raw_preset(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(
+                f"unknown preset '{name_or_path}': use one of {', '.join(preset_names())} or a YAML file path"
+            )
+    if str(path) in seen:
+        raise ConfigError(f"config file {path} names itself as _base_ (cycle: {' -> '.join(seen)})")
+    data = configio.load_yaml(path)
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: '_base_' must be a preset name or a file path")
+    if not Path(base).is_absolute() and (path.parent / base).exists():
+        base = str(path.parent / base)
+    return configio.merge(_raw_preset(base, seen + (str(path),)), data)
+
+
+def load_config(name_or_path: str = "deepfashion-256", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Preset name or YAML path, then dotted `key=value` overrides; strict and validated."""
+    raw = _raw_preset(name_or_path)
+    raw = configio.apply_overrides(RunConfig, raw, overrides)
+    return configio.from_dict(RunConfig, raw)
+
+
+def config_from_yaml(text: str) -> RunConfig:
+    import yaml
+
+    return configio.from_dict(RunConfig, yaml.safe_load(text) or {})
+
+
+def config_to_yaml(cfg: Any) -> str:
+    return configio.dump_yaml(cfg)
+
+
+def save_config(cfg: RunConfig, out_dir: str | Path, filename: str = "config.yaml") -> Path:
+    """Write the resolved config beside a command's outputs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / filename
+    path.write_text(config_to_yaml(cfg))
+    return path
+
+
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def expand_path(path: str) -> str:
+    """Expand `${VAR}` (PCDMS_MODEL_DIR defaults to ./models) and `~`."""
+
+    def sub(match: re.Match[str]) -> str:
+        var = match.group(1)
+        default = "models" if var == MODEL_DIR_ENV else None
+        value = os.environ.get(var, default)
+        if value is None:
+            raise UserError(f"path '{path}' uses ${{{var}}}, which is not set")
+        return value
+
+    return os.path.expanduser(_VAR.sub(sub, path))
+
+
+def require_folder(path: str, what: str, key: str) -> Path:
+    """The local folder for a pretrained component, or a clear error saying how to provide it."""
+    folder = Path(expand_path(path))
+    if not folder.is_dir():
+        raise UserError(
+            f"{what} not found at '{folder}' (config key {key}). Put the model there, set "
+            f"{MODEL_DIR_ENV} to the folder holding it, override {key}=/path/to/it, "
+            f"or {key}=null for random weights (shape tests only)"
+        )
+    return folder
