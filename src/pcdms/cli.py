@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from pcdms.errors import UserError
 
-# Each module defines `register(subparsers)`, which adds its parser(s) and sets `func`.
-COMMAND_MODULES: tuple[str, ...] = (
-    "config",
-)
+
+
+def command_modules() -> list[str]:
+    """Every module in `pcdms.commands` that defines `register(subparsers)` (adds a parser, sets `func`)."""
+    import pcdms.commands
+
+    return sorted(m.name for m in pkgutil.iter_modules(pcdms.commands.__path__) if m.name != "common")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"pcdms {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"pcdms.commands.{name}").register(subparsers)
     return parser
 
