@@ -1,0 +1,249 @@
+"""The one training loop for all three PCDMs stages (paper App. B), on accelerate.
+
+AdamW, gradient accumulation and clipping, mixed precision, EMA weights, warm-up then constant learning rate,
+a seeded data order, atomic checkpoints that resume at the same step and data position, TensorBoard logs and a
+progress bar. Multi-GPU and multi-node runs go through `accelerate launch`; nothing here is device-specific.
+
+A checkpoint folder `checkpoint-<step>/` holds accelerate's state (model, optimiser, LR schedule, EMA, RNG) and
+`model/` (+ `model_ema/`) in the stage's `save_pretrained` format. It is written as `checkpoint-<step>.tmp` and
+renamed when complete, so a kill during a save never leaves a checkpoint that half-loads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from pcdms.config import RunConfig, save_config
+from pcdms.errors import UserError
+
+STAGES = ("prior", "inpaint", "refine")
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or inf; the run stops and keeps the last good checkpoint."""
+
+
+def stage_class(stage: str) -> type:
+    if stage == "prior":
+        from pcdms.models.prior import PriorModel
+
+        return PriorModel
+    if stage == "inpaint":
+        from pcdms.models.inpaint import InpaintModel
+
+        return InpaintModel
+    if stage == "refine":
+        from pcdms.models.refine import RefineModel
+
+        return RefineModel
+    raise UserError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
+
+
+class _LossStep(nn.Module):
+    """Wraps a stage so DDP sees the training loss as `forward` (gradient sync hooks run on forward)."""
+
+    def __init__(self, stage_model: nn.Module, encoders: Any) -> None:
+        super().__init__()
+        self.stage = stage_model
+        object.__setattr__(self, "_encoders", encoders)  # frozen: kept out of the module tree and DDP
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.stage.training_loss(batch, self._encoders)
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a `.tmp` folder is an unfinished save and never counts)."""
+    found = []
+    for path in run_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX) :]
+        if path.is_dir() and suffix.isdigit() and (path / "trainer_state.json").exists():
+            found.append(path)
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def _warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
+    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_step: int
+    final_model_dir: Path
+    last_loss: float
+
+
+def _resume_step(accelerator: Any, run_dir: Path, resume: bool) -> int:
+    checkpoints = list_checkpoints(run_dir)
+    if not resume:
+        if checkpoints:
+            raise UserError(
+                f"{run_dir} already holds checkpoints (newest {checkpoints[-1].name}): pass --resume to continue "
+                "that run, or choose another output folder"
+            )
+        return 0
+    if not checkpoints:
+        accelerator.print(f"--resume: no complete checkpoint in {run_dir}, starting from step 0")
+        return 0
+    accelerator.load_state(str(checkpoints[-1]))
+    step = int(json.loads((checkpoints[-1] / "trainer_state.json").read_text())["step"])
+    accelerator.print(f"resumed from {checkpoints[-1]} at step {step}")
+    return step
+
+
+def _save_checkpoint(
+    accelerator: Any, run_dir: Path, step: int, model: nn.Module, ema: Any, keep: int, loss: float
+) -> Path:
+    final = run_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
+    tmp = run_dir / f"{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        model.save_pretrained(tmp / "model")
+        if ema is not None:
+            ema.module.save_pretrained(tmp / "model_ema")
+        state = {"step": step, "loss": loss, "ema": ema is not None}
+        (tmp / "trainer_state.json").write_text(json.dumps(state))  # written last: marks the save complete
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(run_dir)[: -max(keep, 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def train(
+    stage: str,
+    cfg: RunConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train one stage on `cfg.data.root` and write checkpoints and the final model under `run_dir`.
+
+    The final weights (EMA when `train.ema_decay > 0`) are written to `run_dir/model` in the stage's
+    `save_pretrained` format. Raises `NonFiniteLossError` when the loss is NaN/inf.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from pcdms.data.dataset import PairDataset
+    from pcdms.encoders import build_encoders
+
+    model_class = stage_class(stage)
+    tc = cfg.train
+    if cfg.data.root is None:
+        raise UserError("data.root is not set: pass data.root=DIR (`pcdms data synth --out DIR` makes a dataset)")
+    run_dir = Path(run_dir) if run_dir is not None else Path(tc.output_dir) / f"{cfg.name}-{stage}"
+    accelerator = Accelerator(
+        gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        mixed_precision=tc.mixed_precision,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=tc.seed),
+    )
+    set_seed(tc.seed, device_specific=True)
+    if accelerator.is_main_process:
+        save_config(cfg, run_dir)
+
+    model = model_class(getattr(cfg, stage))
+    encoders = build_encoders(cfg.encoders).to(accelerator.device)
+    dataset = PairDataset(
+        cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width,
+        flip_prob=cfg.data.flip_prob, format=cfg.data.format,
+    )
+    global_batch = tc.batch_size * accelerator.num_processes
+    if len(dataset) < global_batch:
+        raise UserError(
+            f"{cfg.data.root} split '{cfg.data.train_split}' has {len(dataset)} pairs, fewer than one batch "
+            f"({tc.batch_size} x {accelerator.num_processes} processes): lower train.batch_size"
+        )
+    loader = DataLoader(
+        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
+        eps=tc.adam_epsilon, weight_decay=tc.weight_decay,
+    )
+    # Stepped by hand once per optimiser step, so warm-up is counted in optimiser steps on any number of GPUs.
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_constant(tc.warmup_steps))
+    loss_step = _LossStep(model, encoders)
+    loss_step, optimizer, loader = accelerator.prepare(loss_step, optimizer, loader)
+    accelerator.register_for_checkpointing(lr_schedule)
+    model = accelerator.unwrap_model(loss_step).stage
+    ema = None
+    if tc.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+        accelerator.register_for_checkpointing(ema)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("pcdms")
+
+    step = _resume_step(accelerator, run_dir, resume)
+    batches_per_epoch = len(loader)
+    batches_done = step * tc.gradient_accumulation_steps
+    epoch, skip = divmod(batches_done, batches_per_epoch)
+    last_good = list_checkpoints(run_dir)[-1] if step else None
+    loss_value = math.nan
+    bar = tqdm(
+        total=tc.max_steps, initial=step, desc=f"train {stage}", unit="step",
+        disable=not (progress and accelerator.is_local_main_process),
+    )
+    while step < tc.max_steps:
+        loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        skip = 0
+        for batch in batches:
+            with accelerator.accumulate(loss_step):
+                loss = loss_step(batch)
+                if not bool(torch.isfinite(accelerator.gather(loss.detach().float().reshape(1))).all()):
+                    bar.close()
+                    kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+                    raise NonFiniteLossError(
+                        f"training loss became {loss.item()} at step {step + 1}; stopped, {kept}. "
+                        "Lower train.learning_rate, raise train.warmup_steps or use mixed_precision=no"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and tc.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(params, tc.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            lr_schedule.step()
+            step += 1
+            if ema is not None:
+                ema.update_parameters(model)
+            loss_value = float(accelerator.reduce(loss.detach().float(), reduction="mean"))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.2e}")
+            if step % tc.log_every == 0 or step == tc.max_steps:
+                accelerator.log({"loss": loss_value, "lr": lr_schedule.get_last_lr()[0]}, step=step)
+            if step % tc.checkpoint_every == 0 or step == tc.max_steps:
+                last_good = _save_checkpoint(accelerator, run_dir, step, model, ema, tc.keep_checkpoints, loss_value)
+            if step >= tc.max_steps:
+                break
+        epoch += 1
+    bar.close()
+    final_dir = run_dir / "model"
+    if accelerator.is_main_process:
+        (ema.module if ema is not None else model).save_pretrained(final_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(run_dir=run_dir, final_step=step, final_model_dir=final_dir, last_loss=loss_value)
