@@ -192,6 +192,7 @@ class DataConfig:
     train_split: str = "train"
     test_split: str = "test"
     flip_prob: float = 0.0  # horizontal flip augmentation (keypoints swap left/right)
+    coarse_dir: str | None = None  # stage 3: stage-2 images <from>_to_<to>.png (`pcdms export-coarse`)
     num_workers: int = 2
 
 

@@ -1,0 +1,140 @@
+"""`pcdms pose render` and `pcdms pose extract`: skeleton images from annotations; poses from photos."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pcdms.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pose",
+        help="render skeleton images from annotations, or extract poses from photos",
+        description="Pose tools. Run `pcdms pose <subcommand> --help`.",
+    )
+    sub = parser.add_subparsers(dest="pose_command", metavar="<subcommand>")
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+    render = sub.add_parser(
+        "render",
+        help="render OpenPose-style skeleton images for every annotated image",
+        description=(
+            "Turn a dataset's keypoints into skeleton images (OpenPose/ControlNet colours, 17 limbs and 18 "
+            "joint dots on black), one PNG per image: OUT/<split>/<image name>.png. INPUT is a dataset root in "
+            "any format (see `pcdms data --help`) or a PATN annotation csv. Each render has the size of the "
+            "image's annotation frame (e.g. 256x176) unless --height/--width are given. Images need not exist."
+        ),
+    )
+    render.add_argument("input", metavar="INPUT", help="dataset root or PATN annotation csv")
+    render.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    render.add_argument("--split", action="append", metavar="NAME", help="only this split (repeatable; default all)")
+    render.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
+    render.add_argument("--height", type=int, help="render height in pixels")
+    render.add_argument("--width", type=int, help="render width in pixels")
+    render.set_defaults(func=run_render)
+
+    extract = sub.add_parser(
+        "extract",
+        help="detect COCO-18 poses in photos (MediaPipe, offline)",
+        description=(
+            "Detect one person's pose in each image with MediaPipe Pose (model_complexity=1, offline) mapped to "
+            "COCO-18 (neck = mid-shoulders; joints below --threshold visibility or outside the image are "
+            "missing). Writes OUT/keypoints/<stem>.json in OpenPose format (people[0].pose_keypoints_2d = 18 "
+            "x,y,confidence triples, plus canvas_height/canvas_width) and, with --render, OUT/poses/<stem>.png. "
+            "Given a folder it also makes OUT a PATN dataset root: OUT/<split>/<stem>.png (upright RGB copies), "
+            "custom-annotation-<split>.csv and custom-pairs-<split>.csv (every ordered pair), ready for "
+            "`pcdms data check OUT`. Images are read by content (any format, mode or EXIF rotation). Every "
+            "failure (unreadable file, no person found) is listed and saved to OUT/failed.csv; finished work is "
+            "kept. Exit status 1 when any input failed."
+        ),
+    )
+    extract.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER", help="image files and/or folders")
+    extract.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    extract.add_argument("--render", action="store_true", help="also write skeleton renders")
+    extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
+    extract.add_argument("--threshold", type=float, default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
+    extract.set_defaults(func=run_extract)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from pcdms.pose import render_skeleton
+
+    if (args.height is None) != (args.width is None):
+        raise UserError("give both --height and --width, or neither")
+    jobs = _render_jobs(Path(args.input), args.split, args.format)
+    out = Path(args.out)
+    failed = 0
+    for split, entry in tqdm(jobs, desc="pose render", unit="img"):
+        size = (args.height, args.width) if args.height else entry.frame or _image_size(entry.path)
+        if size is None:
+            print(f"{entry.origin[0]}: '{entry.name}': no frame size and no image to take it from; "
+                  "pass --height and --width", file=sys.stderr)  # fmt: skip
+            failed += 1
+            continue
+        target = out / split / Path(entry.name).with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(render_skeleton(entry.keypoints, *size)).save(target)
+    print(f"rendered {len(jobs) - failed} pose images to {out}")
+    return 1 if failed else 0
+
+
+def _render_jobs(source: Path, splits: list[str] | None, format: str) -> list:
+    from pcdms.data.formats import available_splits, read_patn_annotation, read_split
+
+    if source.is_file():
+        entries, problems = read_patn_annotation(source)
+        split = source.stem.rsplit("-annotation-", 1)[-1]
+        _warn(problems)
+        return [(split, e) for e in entries]
+    if not source.is_dir():
+        raise UserError(f"{source}: no such dataset root or annotation file")
+    jobs = []
+    for split in splits or available_splits(source, format):
+        data, problems = read_split(source, split, format)
+        # images are not needed for a render; only keypoint problems matter here
+        _warn([p for p in problems if p.kind not in ("missing-image", "unknown-image")])
+        jobs += [(split, e) for e in data.images.values()]
+    if not jobs:
+        raise UserError(f"{source}: no annotated images found")
+    return jobs
+
+
+def _warn(problems: list) -> None:
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+
+
+def _image_size(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    from pcdms.imageio import load_image
+
+    image = load_image(path)
+    return image.height, image.width
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from pcdms.extract import extract_poses, write_failures
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
+    report = extract_poses(args.inputs, args.out, render=args.render, split=args.split,
+                           visibility_threshold=args.threshold)  # fmt: skip
+    for path, reason in report.failed:
+        print(f"{path}: {reason}", file=sys.stderr)
+    failures = write_failures(report, Path(args.out))
+    print(f"{len(report.done)} pose(s) written to {args.out}" + (f"; {len(report.failed)} failed, see {failures}" if failures else ""))
+    for path in report.files:
+        print(f"wrote {path}")
+    return 1 if report.failed else 0

@@ -1,0 +1,291 @@
+"""COCO-18 body keypoints: frames, the one normalised encoding, flipping, OpenPose JSON, skeleton renders.
+
+PCDMs conditions every stage on 18 OpenPose/COCO-18 keypoints (paper Sec. 3; `shared/REFERENCE.md` Sec. 1
+and Sec. 4): the prior takes their coordinates, the inpainting UNet a rendered skeleton.
+
+Conventions, each with one home here:
+
+- Order: `JOINTS` (nose, neck, right arm, left arm, right leg, left leg, eyes, ears). "Right" is the
+  person's right, as in OpenPose: in a front view the right shoulder is on the image's left.
+- Pixel coordinates are continuous, x to the right and y down; pixel column i spans [i, i+1). A frame of
+  `height` x `width` contains x in [0, width] and y in [0, height]. The datasets' integer annotations are
+  read as such values.
+- Normalised keypoints (the prior's input, the training batches): float32 (18, 2) of (x / width,
+  y / height) in [0, 1]. A missing joint is (`MISSING`, `MISSING`) = (-1, -1). `Pose` keeps a
+  separate visibility mask, so -1 never has to be told apart from a real coordinate inside this module.
+- Frames: DeepFashion PATN keypoints are in 256x176 (h x w), Market-1501 in 128x64, the GFLA/PIDM files in
+  a 256x256 frame whose image has 40-pixel white bars left and right (`from_gfla` removes them).
+- Renders follow ControlNet's OpenPose annotator: 17 limbs as filled ellipses in `COLORS`, dimmed to
+  60 %, then a dot in full colour on each joint; black background.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pcdms.errors import UserError
+
+JOINTS: tuple[str, ...] = (
+    "nose", "neck",
+    "r_shoulder", "r_elbow", "r_wrist",
+    "l_shoulder", "l_elbow", "l_wrist",
+    "r_hip", "r_knee", "r_ankle",
+    "l_hip", "l_knee", "l_ankle",
+    "r_eye", "l_eye", "r_ear", "l_ear",
+)  # fmt: skip
+NUM_JOINTS = 18
+MISSING = -1.0
+JOINT = {name: i for i, name in enumerate(JOINTS)}
+
+#: joint i of a mirrored person is joint FLIP_ORDER[i] of the original (left <-> right)
+FLIP_ORDER: tuple[int, ...] = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16)
+
+#: the 17 limbs of the OpenPose/ControlNet body render, in drawing order; limb i has colour COLORS[i]
+LIMBS: tuple[tuple[int, int], ...] = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
+    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+)  # fmt: skip
+
+#: OpenPose colours (RGB): joint i is drawn in COLORS[i], limb i in 60 % of COLORS[i]
+COLORS: tuple[tuple[int, int, int], ...] = (
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)  # fmt: skip
+LIMB_BRIGHTNESS = 0.6
+
+DEEPFASHION_FRAME = (256, 176)  # (height, width) of the PATN DeepFashion annotations
+MARKET_FRAME = (128, 64)
+GFLA_FRAME = (256, 256)
+GFLA_CROP_LEFT = 40  # white bar width on each side of the GFLA/PIDM 256x256 DeepFashion images
+
+# OpenPose BODY_25 -> COCO-18 (BODY_25 adds mid-hip at 8 and six foot points after the ears)
+_BODY25_TO_COCO18 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18)
+
+
+@dataclass(frozen=True, eq=False)
+class Pose:
+    """18 COCO-18 joints in a pixel frame of `height` x `width`.
+
+    xy: float32 (18, 2) continuous pixel coordinates (x, y); values of missing joints are meaningless.
+    visible: bool (18,), False for a missing joint.
+    """
+
+    xy: np.ndarray
+    visible: np.ndarray
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        xy = np.asarray(self.xy, dtype=np.float32).reshape(NUM_JOINTS, 2)
+        visible = np.asarray(self.visible, dtype=bool).reshape(NUM_JOINTS) & np.isfinite(xy).all(axis=1)
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"pose frame must be positive, got {self.height}x{self.width}")
+        object.__setattr__(self, "xy", np.where(visible[:, None], xy, 0.0).astype(np.float32))
+        object.__setattr__(self, "visible", visible)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_pixels(cls, xy: np.ndarray, height: int, width: int) -> Pose:
+        """(18, 2) pixel (x, y) with -1 in either coordinate for a missing joint (PATN/GFLA files)."""
+        xy = np.asarray(xy, dtype=np.float32).reshape(NUM_JOINTS, 2)
+        return cls(xy, ~(xy == MISSING).any(axis=1), height, width)
+
+    @classmethod
+    def from_normalized(cls, keypoints: np.ndarray, height: int, width: int) -> Pose:
+        """The normalised encoding (module docstring) -> a pose in a `height` x `width` frame."""
+        kp = np.asarray(keypoints, dtype=np.float32).reshape(NUM_JOINTS, 2)
+        visible = ~is_missing(kp)
+        return cls(kp * np.array([width, height], dtype=np.float32), visible, height, width)
+
+    @classmethod
+    def from_gfla(cls, xy: np.ndarray) -> Pose:
+        """GFLA/PIDM keypoints (256x256 frame, -1 missing) -> the 256x176 DeepFashion frame (x - 40)."""
+        pose = cls.from_pixels(xy, *GFLA_FRAME)
+        height, width = DEEPFASHION_FRAME
+        return pose.cropped(GFLA_CROP_LEFT, 0, height, width, drop_outside=False)
+
+    # ------------------------------------------------------------------ encodings
+    def pixels(self) -> np.ndarray:
+        """float32 (18, 2) pixel (x, y), -1 for a missing joint."""
+        return np.where(self.visible[:, None], self.xy, MISSING).astype(np.float32)
+
+    def normalized(self) -> np.ndarray:
+        """float32 (18, 2) (x / width, y / height), (-1, -1) for a missing joint."""
+        scaled = self.xy / np.array([self.width, self.height], dtype=np.float32)
+        return np.where(self.visible[:, None], scaled, MISSING).astype(np.float32)
+
+    def to_gfla(self) -> np.ndarray:
+        """Inverse of `from_gfla` for a pose in any frame of DeepFashion's aspect: (18, 2) in 256x256, -1 missing."""
+        pose = self.resized(*DEEPFASHION_FRAME)
+        xy = pose.xy + np.array([GFLA_CROP_LEFT, 0], dtype=np.float32)
+        return np.where(pose.visible[:, None], xy, MISSING).astype(np.float32)
+
+    # ------------------------------------------------------------------ geometry
+    def resized(self, height: int, width: int) -> Pose:
+        """The same pose in a frame rescaled to `height` x `width` (an image resize, aspect may change)."""
+        scale = np.array([width / self.width, height / self.height], dtype=np.float32)
+        return Pose(self.xy * scale, self.visible, height, width)
+
+    def cropped(self, left: float, top: float, height: int, width: int, drop_outside: bool = True) -> Pose:
+        """The pose in the window [left, left + width] x [top, top + height] of this frame.
+
+        drop_outside: joints outside the window become missing (what an annotator sees in the crop).
+        """
+        xy = self.xy - np.array([left, top], dtype=np.float32)
+        pose = Pose(xy, self.visible, height, width)
+        return Pose(xy, pose.inside(), height, width) if drop_outside else pose
+
+    def flipped(self) -> Pose:
+        """Mirror left-right: x -> width - x, and left and right joints swap names."""
+        xy = self.xy.copy()
+        xy[:, 0] = self.width - xy[:, 0]
+        order = list(FLIP_ORDER)
+        return Pose(xy[order], self.visible[order], self.height, self.width)
+
+    def inside(self) -> np.ndarray:
+        """bool (18,): visible and within the frame (x in [0, width], y in [0, height])."""
+        x, y = self.xy[:, 0], self.xy[:, 1]
+        return self.visible & (x >= 0) & (x <= self.width) & (y >= 0) & (y <= self.height)
+
+    def allclose(self, other: Pose, atol: float = 1e-4) -> bool:
+        """Same frame, same visible joints, coordinates within `atol` pixels."""
+        return (
+            (self.height, self.width) == (other.height, other.width)
+            and bool((self.visible == other.visible).all())
+            and bool(np.allclose(self.xy[self.visible], other.xy[other.visible], atol=atol))
+        )
+
+    def render(self, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) skeleton render; defaults to this pose's own frame."""
+        return render_skeleton(self.normalized(), height or self.height, width or self.width)
+
+
+# ---------------------------------------------------------------------- normalised arrays
+def is_missing(keypoints: np.ndarray) -> np.ndarray:
+    """bool (..., 18): the joint is encoded as missing (either coordinate < 0, i.e. MISSING)."""
+    kp = np.asarray(keypoints)
+    return (kp < 0).any(axis=-1) | ~np.isfinite(kp).all(axis=-1)
+
+
+def flip_normalized(keypoints: np.ndarray) -> np.ndarray:
+    """Mirror normalised keypoints (..., 18, 2): x -> 1 - x, left/right joints swapped, missing kept."""
+    kp = np.asarray(keypoints, dtype=np.float32)
+    missing = is_missing(kp)
+    flipped = kp.copy()
+    flipped[..., 0] = 1.0 - kp[..., 0]
+    flipped = np.where(missing[..., None], MISSING, flipped)
+    return flipped[..., list(FLIP_ORDER), :].astype(np.float32)
+
+
+# ---------------------------------------------------------------------- rendering
+def default_stick_width(height: int, width: int) -> float:
+    """Half-width of a limb in pixels: ControlNet's 4 px at 512, scaled with the longer side."""
+    return max(1.0, 4.0 * max(height, width) / 512.0)
+
+
+def render_skeleton(
+    keypoints: np.ndarray,
+    height: int,
+    width: int,
+    stick_width: float | None = None,
+    joint_radius: float | None = None,
+) -> np.ndarray:
+    """Render normalised keypoints (18, 2) as an OpenPose/ControlNet skeleton.
+
+    Returns uint8 (height, width, 3) RGB on black. Limbs are ellipses along each bone of half-width
+    `stick_width` in 60 % of the limb colour (later limbs over earlier ones), then each visible joint a disc
+    of `joint_radius` in full colour. Both default to `default_stick_width`. Deterministic, any size.
+    """
+    kp = np.asarray(keypoints, dtype=np.float32).reshape(NUM_JOINTS, 2)
+    stick = default_stick_width(height, width) if stick_width is None else float(stick_width)
+    radius = stick if joint_radius is None else float(joint_radius)
+    visible = ~is_missing(kp)
+    xy = kp.astype(np.float64) * np.array([width, height], dtype=np.float64)
+    canvas = np.zeros((height, width, 3), dtype=np.float64)
+    for limb, (a, b) in enumerate(LIMBS):
+        if visible[a] and visible[b]:
+            _fill_ellipse(canvas, xy[a], xy[b], stick, COLORS[limb])
+    canvas = np.floor(canvas * LIMB_BRIGHTNESS)
+    for joint in range(NUM_JOINTS):
+        if visible[joint]:
+            _fill_ellipse(canvas, xy[joint], xy[joint], radius, COLORS[joint])
+    return canvas.astype(np.uint8)
+
+
+def _fill_ellipse(canvas: np.ndarray, p: np.ndarray, q: np.ndarray, half_width: float, color) -> None:
+    """Fill the ellipse with foci-axis p-q (semi-major |pq|/2, at least half_width) at pixel centres."""
+    height, width = canvas.shape[:2]
+    centre = (p + q) / 2.0
+    axis = q - p
+    length = float(np.hypot(*axis))
+    semi_major = max(length / 2.0, half_width)
+    direction = axis / length if length > 1e-9 else np.array([1.0, 0.0])
+    reach = semi_major + 1.0
+    x0, x1 = int(max(0, np.floor(centre[0] - reach))), int(min(width, np.ceil(centre[0] + reach)))
+    y0, y1 = int(max(0, np.floor(centre[1] - reach))), int(min(height, np.ceil(centre[1] + reach)))
+    if x0 >= x1 or y0 >= y1:
+        return
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    dx, dy = xs + 0.5 - centre[0], ys + 0.5 - centre[1]
+    along = dx * direction[0] + dy * direction[1]
+    across = -dx * direction[1] + dy * direction[0]
+    inside = (along / semi_major) ** 2 + (across / half_width) ** 2 <= 1.0
+    canvas[y0:y1, x0:x1][inside] = color
+
+
+# ---------------------------------------------------------------------- OpenPose JSON
+def write_openpose_json(
+    path: str | Path, pose: Pose | None, confidence: np.ndarray | None = None
+) -> None:
+    """Write OpenPose's JSON (`people[0].pose_keypoints_2d` = 18 x (x, y, c)); `pose=None` writes no person.
+
+    Missing joints are (0, 0, 0) as OpenPose writes them. `canvas_height`/`canvas_width` (the
+    ControlNet editor's keys) record the frame, so the file can be read back without the image.
+    """
+    data: dict = {"version": 1.3, "people": []}
+    if pose is not None:
+        conf = np.ones(NUM_JOINTS) if confidence is None else np.asarray(confidence, dtype=np.float64)
+        values: list[float] = []
+        for j in range(NUM_JOINTS):
+            if pose.visible[j]:
+                values += [round(float(pose.xy[j, 0]), 3), round(float(pose.xy[j, 1]), 3), round(float(conf[j]), 4)]
+            else:
+                values += [0.0, 0.0, 0.0]
+        data["people"].append({"pose_keypoints_2d": values})
+        data["canvas_height"], data["canvas_width"] = pose.height, pose.width
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_openpose_json(path: str | Path, height: int | None = None, width: int | None = None) -> Pose | None:
+    """First person of an OpenPose JSON (COCO-18 or BODY_25) as a Pose, or None when it lists nobody.
+
+    The frame is `height` x `width` when given, else the file's `canvas_height`/`canvas_width`.
+    Joints of confidence 0 are missing. Raises UserError naming the file for anything malformed.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        people = data["people"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: not an OpenPose JSON file with a 'people' list ({err})") from None
+    if not people:
+        return None
+    height = height or data.get("canvas_height")
+    width = width or data.get("canvas_width")
+    if not height or not width:
+        raise UserError(f"{path}: no canvas_height/canvas_width in the file; pass the image's height and width")
+    values = np.asarray(people[0].get("pose_keypoints_2d", []), dtype=np.float64)
+    if values.size == 25 * 3:
+        values = values.reshape(25, 3)[list(_BODY25_TO_COCO18)]
+    elif values.size == NUM_JOINTS * 3:
+        values = values.reshape(NUM_JOINTS, 3)
+    else:
+        raise UserError(
+            f"{path}: people[0].pose_keypoints_2d has {values.size} numbers; expected 54 (COCO-18) or 75 (BODY_25)"
+        )
+    return Pose(values[:, :2], values[:, 2] > 0, int(height), int(width))
