@@ -1,0 +1,253 @@
+"""Diffusion machinery shared by the three stages (paper Sec. 3.1, Eq. 1-2; REFERENCE.md Sec. 1).
+
+- `make_scheduler`: the training `DDPMScheduler` and the inference schedulers (DDIM, UniPC, DDPM, Euler,
+  DPM-Solver++) built from the same betas and prediction type, so any of them samples any stage.
+- `add_noise` / `training_target`: noisy inputs and the regression target (noise, x0 or v).
+- `drop_conditions`: independent per-sample, per-condition dropout for classifier-free guidance training.
+- `guided`: classifier-free guidance `w * cond + (1 - w) * uncond` (paper Eq. 2, 4, 6, 8) in ONE model call.
+- `sample_loop`: the single sampling loop of every stage (k-diffusion style: the denoiser is an argument and
+  conditioning is closed over by the caller).
+
+Inference schedulers use "trailing" timestep spacing (the first step starts at t = T - 1, where the input is
+pure noise) and end at a clean sample (DDIM `set_alpha_to_one`, zero final sigma), so an exact denoiser
+returns exactly x0.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+
+from pcdms.config import ScheduleConfig
+from pcdms.errors import UserError
+
+Generator = torch.Generator | Sequence[torch.Generator] | None
+DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# callback(step index, timestep, latents after the step, predicted x0 at this step)
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+SCHEDULERS = ("ddim", "unipc", "ddpm", "euler", "dpm")
+
+
+def make_scheduler(name: str, schedule: ScheduleConfig) -> Any:
+    """A diffusers scheduler `name` (one of SCHEDULERS) over the betas of `schedule`.
+
+    `ddpm` is also the training scheduler (`add_noise`, `get_velocity`). Sample clipping is off: latents
+    and normalised CLIP embeddings are not confined to [-1, 1].
+    """
+    common: dict[str, Any] = dict(
+        num_train_timesteps=schedule.num_train_timesteps,
+        beta_schedule=schedule.beta_schedule,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        prediction_type=schedule.prediction_type,
+        timestep_spacing="trailing",
+    )
+    if name == "ddpm":
+        return DDPMScheduler(**common, clip_sample=False)
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    if name == "unipc":
+        return UniPCMultistepScheduler(**common, final_sigmas_type="zero")
+    if name == "dpm":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", final_sigmas_type="zero")
+    if name == "euler":
+        return EulerDiscreteScheduler(**common)
+    raise UserError(f"unknown scheduler '{name}': use one of {', '.join(SCHEDULERS)}")
+
+
+def randn(
+    shape: Sequence[int], generator: Generator = None, device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normal noise of `shape`; a list of generators draws sample i from generator i.
+
+    One generator per sample makes a batch reproduce the same samples as single calls with those seeds.
+    Noise is drawn on the generator's device and then moved, so CPU seeds give the same noise everywhere.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+    parts = [randn((1, *shape[1:]), g, device, dtype) for g in generator]
+    return torch.cat(parts)
+
+
+def _first(generator: Generator) -> torch.Generator | None:
+    """The generator for whole-batch draws (timesteps, dropout) when a list was given."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return generator[0]
+
+
+def sample_timesteps(batch: int, num_train_timesteps: int, generator: Generator, device: torch.device) -> torch.Tensor:
+    """Uniform training timesteps, int64 (batch,) in [0, num_train_timesteps)."""
+    gen = _first(generator)
+    draw_on = gen.device if gen is not None else device
+    return torch.randint(0, num_train_timesteps, (batch,), generator=gen, device=draw_on).to(device)
+
+
+def make_noise(like: torch.Tensor, noise_offset: float, generator: Generator) -> torch.Tensor:
+    """Training noise shaped like `like`, with offset noise (crosslabs.org "diffusion with offset noise").
+
+    The offset is one Gaussian per sample and channel for images (B, C, 1, 1) and one per sample for vectors
+    (B, 1), as in the authors' code for (B, 1, D) embeddings.
+    """
+    noise = randn(like.shape, generator, like.device, like.dtype)
+    if noise_offset:
+        shape = like.shape[:2] + (1,) * (like.ndim - 2) if like.ndim > 2 else (like.shape[0], 1)
+        noise = noise + noise_offset * randn(shape, _first(generator), like.device, like.dtype)
+    return noise
+
+
+def training_target(scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the network regresses for `scheduler.config.prediction_type`: noise, x0 (`sample`) or v."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "sample":
+        return clean
+    if kind == "v_prediction":
+        return scheduler.get_velocity(clean, noise, timesteps)
+    raise ValueError(f"unsupported prediction_type {kind!r}")
+
+
+def add_noise(scheduler: Any, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, for any tensor rank (B, ...)."""
+    return scheduler.add_noise(clean, noise, timesteps)
+
+
+def drop_conditions(
+    conditions: Mapping[str, torch.Tensor], prob: float, generator: Generator = None
+) -> dict[str, torch.Tensor]:
+    """Zero each condition of each sample independently with probability `prob` (classifier-free training).
+
+    Every tensor is (B, ...); a dropped entry becomes zeros, the same null input `guided` uses for the
+    unconditional branch. The draws come from `generator` in the order of `conditions`' keys.
+    """
+    if prob <= 0:
+        return dict(conditions)
+    gen = _first(generator)
+    out = {}
+    for name, value in conditions.items():
+        draw = torch.rand(value.shape[0], generator=gen, device=gen.device if gen is not None else value.device)
+        keep = (draw >= prob).to(value.device, value.dtype)
+        out[name] = value * keep.view(-1, *([1] * (value.ndim - 1)))
+    return out
+
+
+def guided(
+    model_fn: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    cond: Mapping[str, torch.Tensor],
+    uncond: Mapping[str, torch.Tensor],
+    scale: float,
+) -> torch.Tensor:
+    """Classifier-free guidance: `scale * f(x, cond) + (1 - scale) * f(x, uncond)` in one batched call.
+
+    `model_fn(x, t, **conditions)` with every condition (B, ...). At scale 1 only the conditional half runs;
+    any other scale (0, fractional, > 1) batches uncond and cond as (2B, ...).
+    """
+    if scale == 1.0:
+        return model_fn(x, t, **cond)
+    if set(cond) != set(uncond):
+        raise ValueError(f"cond and uncond must name the same inputs, got {sorted(cond)} and {sorted(uncond)}")
+    both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+    t2 = torch.cat([t, t]) if t.ndim == 1 else t
+    out_uncond, out_cond = model_fn(torch.cat([x, x]), t2, **both).chunk(2)
+    return scale * out_cond + (1.0 - scale) * out_uncond
+
+
+def predicted_x0(scheduler: Any, model_input: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x0 implied by a network output at timestep t, from the variance-preserving `model_input` x_t."""
+    abar = scheduler.alphas_cumprod.to(model_input.device, torch.float32)[int(t)]
+    shape = (-1,) + (1,) * (model_input.ndim - 1)
+    a, s = abar.sqrt().to(output.dtype).view(shape), (1 - abar).sqrt().to(output.dtype).view(shape)
+    kind = scheduler.config.prediction_type
+    if kind == "sample":
+        return output
+    if kind == "epsilon":
+        return (model_input - s * output) / a
+    return a * model_input - s * output  # v_prediction
+
+
+def _step_kwargs(scheduler: Any, generator: Generator) -> dict[str, Any]:
+    params = inspect.signature(scheduler.step).parameters
+    return {"generator": generator} if "generator" in params and generator is not None else {}
+
+
+@torch.no_grad()
+def sample_loop(
+    denoise_fn: DenoiseFn,
+    scheduler: Any,
+    latents: torch.Tensor,
+    num_inference_steps: int,
+    generator: Generator = None,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """Run `scheduler` from standard-normal `latents` (B, ...) down to a clean sample of the same shape.
+
+    `denoise_fn(x_t, t)` gets the scheduler-scaled input and a 0-d timestep and returns the network output
+    in the scheduler's prediction type (guidance happens inside it). `generator` feeds stochastic steps
+    (DDPM, Euler with noise). `callback(i, t, latents, x0)` sees every step. The result is the last
+    step's clean estimate where the scheduler reports one (DDIM, DDPM, Euler), else its final sample.
+    """
+    if num_inference_steps < 1:
+        raise UserError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+    scheduler.set_timesteps(num_inference_steps, device=latents.device)
+    x = latents * scheduler.init_noise_sigma
+    extra = _step_kwargs(scheduler, generator)
+    last = len(scheduler.timesteps) - 1
+    for i, t in enumerate(scheduler.timesteps):
+        model_input = scheduler.scale_model_input(x, t)
+        output = denoise_fn(model_input, t)
+        step = scheduler.step(output, t, x, return_dict=True, **extra)
+        x0 = getattr(step, "pred_original_sample", None)
+        # Finish at the clean estimate: with trailing spacing DDIM's last step lands on t = 0, not on a
+        # clean sample, when T is not a multiple of the step count (e.g. 6 steps). Elsewhere they agree.
+        x = x0 if i == last and x0 is not None else step.prev_sample
+        if callback is not None:
+            callback(i, t, x, x0 if x0 is not None else predicted_x0(scheduler, model_input, output, t))
+    return x
+
+
+def as_scheduler(scheduler: str | Any, schedule: ScheduleConfig) -> Any:
+    """A scheduler from a name (see SCHEDULERS) or a given diffusers scheduler, checked against `schedule`."""
+    if isinstance(scheduler, str):
+        return make_scheduler(scheduler, schedule)
+    kind = scheduler.config.prediction_type
+    if kind != schedule.prediction_type:
+        raise UserError(f"the scheduler predicts '{kind}' but this model was trained for '{schedule.prediction_type}'")
+    return scheduler
+
+
+def denoising_loss(
+    model_fn: Callable[..., torch.Tensor],
+    scheduler: Any,
+    clean: torch.Tensor,
+    noise_offset: float,
+    generator: Generator = None,
+    **conditions: torch.Tensor,
+) -> torch.Tensor:
+    """MSE between `model_fn(x_t, t, **conditions)` and the training target, one random t per sample.
+
+    `clean` is x0 (B, ...) in the space the model denoises (scaled latents, normalised embeddings).
+    """
+    noise = make_noise(clean, noise_offset, generator)
+    timesteps = sample_timesteps(clean.shape[0], scheduler.config.num_train_timesteps, generator, clean.device)
+    noisy = add_noise(scheduler, clean, noise, timesteps)
+    prediction = model_fn(noisy, timesteps, **conditions)
+    target = training_target(scheduler, clean, noise, timesteps)
+    return torch.nn.functional.mse_loss(prediction.float(), target.float())

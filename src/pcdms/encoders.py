@@ -1,0 +1,240 @@
+"""Frozen image encoders behind one small interface (paper Sec. 3.2-3.4; REFERENCE.md Sec. 1).
+
+- `ClipImageEncoder`: transformers `CLIPVisionModelWithProjection`, `image_embeds` (B, D), not normalised:
+  the global embedding predicted by stage 1 and fed to stage 2 (OpenCLIP ViT-H/14: D = 1024).
+- `DinoEncoder`: transformers `Dinov2Model`, `last_hidden_state` (B, 1 + patches, C): the source tokens of
+  stages 2 and 3 (DINOv2-giant at 224 px: 257 x 1536).
+- `Autoencoder`: diffusers `AutoencoderKL` scaled by its own `scaling_factor`, or a parameter-free
+  space-to-depth (pixel unshuffle) autoencoder so CPU-scale models train without a trained VAE.
+
+Every encoder takes images in [-1, 1] (B, 3, H, W) and does its own preprocessing in torch. CLIP and DINOv2
+inputs are the WHOLE image resized to a square `image_size` (bicubic, antialiased), not shortest-side resize
+plus centre crop: a portrait person photo (256 x 176) would lose head and feet to a centre crop. The authors'
+code does the same in effect (it squashes every image to 512 x 512 before the CLIP processor's crop).
+
+Encoders are frozen: no gradients, always in eval mode, and run under `torch.no_grad()` (not
+`inference_mode`, whose tensors cannot enter autograd later, e.g. as inputs of a trained MLP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
+
+from pcdms.config import AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
+from pcdms.errors import UserError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FrozenEncoder(nn.Module):
+    """Base: parameters frozen, eval mode kept even if a caller asks for `.train()`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Follows `.to(device)` so `device` is right even for the parameter-free autoencoder.
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
+
+    def freeze(self) -> None:
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> FrozenEncoder:
+        return super().train(False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.parameters()), torch.empty(0)).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+
+def square_resize(images: torch.Tensor, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B, 3, size, size) normalised by `mean`/`std`, the whole image kept."""
+    x = (images.float() + 1.0) / 2.0
+    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0.0, 1.0)
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def _load(cls: type, path: str, what: str, key: str, subfolder: str | None = None) -> nn.Module:
+    """`cls.from_pretrained` on a local folder (or its `subfolder` when present), offline, with clear errors."""
+    folder = require_folder(path, what, key)
+    if subfolder and (folder / subfolder / "config.json").is_file():
+        folder = folder / subfolder
+    try:
+        return cls.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load {what} from '{folder}' (config key {key}): {err}") from None
+
+
+class ClipImageEncoder(FrozenEncoder):
+    """CLIP image embedding: images (B, 3, H, W) in [-1, 1] -> `image_embeds` (B, projection_dim)."""
+
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__()
+        self.image_size = cfg.image_size
+        if cfg.pretrained_path is None:
+            config = CLIPVisionConfig(
+                hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+                projection_dim=cfg.projection_dim, num_hidden_layers=cfg.num_hidden_layers,
+                num_attention_heads=cfg.num_attention_heads, image_size=cfg.image_size,
+                patch_size=cfg.patch_size, hidden_act="gelu",  # OpenCLIP ViT-H/14 uses exact GELU
+            )
+            self.model = CLIPVisionModelWithProjection(config)
+        else:
+            self.model = _load(CLIPVisionModelWithProjection, cfg.pretrained_path, "CLIP image encoder",
+                               "encoders.clip.pretrained_path", subfolder="image_encoder")
+            trained = self.model.config.image_size
+            if trained != cfg.image_size:  # CLIP's position table is fixed to its training size
+                raise UserError(f"encoders.clip.image_size={cfg.image_size} but the CLIP model at "
+                                f"'{cfg.pretrained_path}' takes {trained} px images: "
+                                f"set encoders.clip.image_size={trained}")
+        self.freeze()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = square_resize(images, self.image_size, CLIP_MEAN, CLIP_STD).to(self.dtype)
+        return self.model(pixel_values=pixels).image_embeds
+
+
+class DinoEncoder(FrozenEncoder):
+    """DINOv2 tokens: images (B, 3, H, W) in [-1, 1] -> `last_hidden_state` (B, 1 + (size/patch)^2, hidden)."""
+
+    def __init__(self, cfg: DinoConfig) -> None:
+        super().__init__()
+        self.image_size = cfg.image_size
+        if cfg.pretrained_path is None:
+            config = Dinov2Config(
+                hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+                num_attention_heads=cfg.num_attention_heads, mlp_ratio=cfg.mlp_ratio,
+                use_swiglu_ffn=cfg.use_swiglu_ffn, image_size=cfg.image_size, patch_size=cfg.patch_size,
+            )
+            self.model = Dinov2Model(config)
+        else:
+            # DINOv2 interpolates its position table, so any image_size (multiple of the patch) works.
+            self.model = _load(Dinov2Model, cfg.pretrained_path, "DINOv2 encoder", "encoders.dino.pretrained_path")
+        self.freeze()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = square_resize(images, self.image_size, IMAGENET_MEAN, IMAGENET_STD).to(self.dtype)
+        return self.model(pixel_values=pixels).last_hidden_state
+
+
+class Autoencoder(FrozenEncoder):
+    """Image <-> latent. `encode`: (B, 3, H, W) in [-1, 1] -> scaled latents (B, latent_channels, H/d, W/d);
+    `decode`: the inverse, clamped to [-1, 1]. d = `downsample`.
+
+    `sd-vae` wraps diffusers `AutoencoderKL` (latents multiplied by the VAE's own `scaling_factor`);
+    `space-to-depth` is `pixel_unshuffle` by `factor` (3 x factor^2 channels), exact and parameter-free.
+    """
+
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        self.kind = cfg.kind
+        self.factor = cfg.factor
+        self.vae: AutoencoderKL | None = None
+        self.scaling_factor = cfg.scaling_factor
+        if cfg.kind == "sd-vae":
+            self.vae = self._build_vae(cfg)
+            self.scaling_factor = float(self.vae.config.scaling_factor)
+        self.freeze()
+
+    @staticmethod
+    def _build_vae(cfg: AutoencoderConfig) -> AutoencoderKL:
+        if cfg.pretrained_path is None:
+            n = len(cfg.block_out_channels)
+            return AutoencoderKL(
+                in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+                up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.block_out_channels),
+                layers_per_block=2, latent_channels=cfg.vae_latent_channels,
+                norm_num_groups=min(32, cfg.block_out_channels[0]), scaling_factor=cfg.scaling_factor,
+            )
+        vae = _load(AutoencoderKL, cfg.pretrained_path, "VAE", "encoders.autoencoder.pretrained_path", subfolder="vae")
+        got = (vae.config.latent_channels, 2 ** (len(vae.config.block_out_channels) - 1))
+        want = (cfg.vae_latent_channels, cfg.downsample)
+        if got != want:
+            raise UserError(f"the VAE at '{cfg.pretrained_path}' has {got[0]} latent channels and downsamples "
+                            f"x{got[1]}, but encoders.autoencoder says {want[0]} and x{want[1]}")
+        return vae
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels) if self.vae is not None else 3 * self.factor**2
+
+    @property
+    def downsample(self) -> int:
+        if self.vae is None:
+            return self.factor
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vae.dtype if self.vae is not None else torch.float32
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None = None,
+               deterministic: bool = False) -> torch.Tensor:
+        """Scaled latents; the VAE posterior is sampled with `generator` (its mean when `deterministic`)."""
+        size = images.shape[-2:]
+        if any(s % self.downsample for s in size):
+            raise UserError(f"image size {tuple(size)} must be a multiple of the autoencoder's x{self.downsample}")
+        if self.vae is None:
+            return F.pixel_unshuffle(images.float(), self.factor) * self.scaling_factor
+        posterior = self.vae.encode(images.to(self.dtype)).latent_dist
+        latents = posterior.mode() if deterministic else posterior.sample(generator)
+        return latents * self.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, latent_channels, h, w) -> images (B, 3, h*d, w*d) in [-1, 1]."""
+        latents = latents / self.scaling_factor
+        if self.vae is None:
+            images = F.pixel_shuffle(latents.float(), self.factor)
+        else:
+            images = self.vae.decode(latents.to(self.dtype)).sample
+        return images.clamp(-1.0, 1.0)
+
+
+@dataclass
+class Encoders:
+    """The three frozen encoders one training or sampling run needs."""
+
+    autoencoder: Autoencoder
+    clip: ClipImageEncoder
+    dino: DinoEncoder
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Encoders:
+        for module in (self.autoencoder, self.clip, self.dino):
+            module.to(device=device, dtype=dtype)
+        return self
+
+
+RANDOM_ENCODER_SEED = 0
+
+
+def build_encoders(cfg: EncodersConfig) -> Encoders:
+    """Build (or load from local folders) the three encoders named by `cfg`, frozen, on the CPU.
+
+    A random-weight encoder (`pretrained_path: null`) is drawn from a fixed seed in a forked RNG: every stage's
+    training run, every process of a multi-GPU run and every later sampling run then see the SAME frozen
+    encoders (stage 1 predicts embeddings in the space stage 2 was trained with), and the caller's RNG
+    state is untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_ENCODER_SEED)
+        return Encoders(autoencoder=Autoencoder(cfg.autoencoder), clip=ClipImageEncoder(cfg.clip),
+                        dino=DinoEncoder(cfg.dino))
+

@@ -1,0 +1,164 @@
+"""Stage 2, the inpainting conditional diffusion model (paper Sec. 3.3, Eq. 5-6; REFERENCE.md Sec. 1 and 3).
+
+A diffusers `UNet2DConditionModel` denoises the latent of the [source | target] canvas (H x 2W). Its input
+has 2 x latent + 1 channels: [noisy canvas latent | mask | latent of [source | black]] (mask polarity:
+`pcdms.data.canvas`). Conditions:
+- pose: the [source pose | target pose] skeleton canvas through a ControlNet-style embedding (`pose_proj`),
+  ADDED to the output of the UNet's first conv (`PoseAddedConvIn`; no fork of the UNet);
+- source appearance: DINOv2 tokens of the source through `image_proj` (an MLP) as cross-attention tokens;
+- target global feature: the stage-1 CLIP embedding, appended as one more cross-attention token and fed
+  through the UNet's projection class embedding, which is added to the timestep embedding.
+Training drops the DINOv2 tokens and the global embedding independently (zeros); guidance (paper Eq. 6)
+uses the same zeros for its unconditional branch, which keeps the pose, mask and masked image.
+
+Checkpoint keys: `unet.*`, `pose_proj.*` as the authors'; their `image_proj_model_p.*` is our `image_proj.*`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from pcdms import diffusion
+from pcdms.config import InpaintConfig
+from pcdms.data.canvas import make_canvas, make_inpaint_mask, masked_canvas
+from pcdms.encoders import Encoders
+from pcdms.models.blocks import PoseAddedConvIn, PoseConditioningEmbedding, TokenMLP, build_unet, eval_mode
+from pcdms.models.io import StageModel
+
+
+class InpaintModel(StageModel):
+    """Stage-2 UNet with pose embedding, image-token MLP and global embedding; predicts noise (eps)."""
+
+    stage = "inpaint"
+    config_class = InpaintConfig
+    authors_key_renames = {"image_proj_model_p.": "image_proj."}
+
+    def __init__(self, cfg: InpaintConfig) -> None:
+        super().__init__()
+        c = cfg.latent_channels
+        self.unet, unet_cfg = build_unet(cfg.unet, 2 * c + 1, c, cfg.global_embed_dim, "inpaint.unet.pretrained_path")
+        self.cfg = dataclasses.replace(cfg, unet=unet_cfg)
+        self.unet.conv_in = PoseAddedConvIn.replace(self.unet.conv_in)
+        width = unet_cfg.cross_attention_dim
+        self.pose_proj = PoseConditioningEmbedding(cfg.pose_embed_channels, unet_cfg.block_out_channels[0])
+        self.image_proj = TokenMLP(cfg.image_token_dim, cfg.token_hidden_dim, width)
+        # The paper's widths agree (1024): no extra layer, the authors' key set; a projection otherwise.
+        self.global_proj = nn.Identity() if cfg.global_embed_dim == width else nn.Linear(cfg.global_embed_dim, width)
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+        masked_latents: torch.Tensor,
+        pose_canvas: torch.Tensor,
+        image_tokens: torch.Tensor,
+        global_embeds: torch.Tensor,
+    ) -> torch.Tensor:
+        """Predicted noise (B, C, h, 2w).
+
+        noisy_latents, masked_latents: (B, C, h, 2w); mask: (B, 1, h, 2w), 1 = source half; timesteps: (B,)
+        or 0-d; pose_canvas: (B, 3, H, 2W) in [0, 1]; image_tokens: (B, N, image_token_dim) DINOv2;
+        global_embeds: (B, global_embed_dim) CLIP embedding (unnormalised).
+        """
+        dtype = self.dtype
+        pose_features = self.pose_proj(pose_canvas.to(dtype))  # (B, c0, h, 2w)
+        if pose_features.shape[-2:] != noisy_latents.shape[-2:]:
+            raise ValueError(f"pose canvas {tuple(pose_canvas.shape[-2:])} gives features of size "
+                             f"{tuple(pose_features.shape[-2:])}, but the latent canvas is "
+                             f"{tuple(noisy_latents.shape[-2:])}")
+        global_embeds = global_embeds.to(dtype)
+        tokens = torch.cat([self.image_proj(image_tokens.to(dtype)), self.global_proj(global_embeds)[:, None]], dim=1)
+        sample = torch.cat([noisy_latents, mask, masked_latents, pose_features], dim=1).to(dtype)  # (B, 2C+1+c0, h, 2w)
+        return self.unet(sample, timesteps, encoder_hidden_states=tokens, class_labels=global_embeds).sample
+
+    # ------------------------------------------------------------ conditions from images
+    @torch.no_grad()
+    def encode_conditions(
+        self, encoders: Encoders, source_image: torch.Tensor, source_pose_image: torch.Tensor,
+        target_pose_image: torch.Tensor, generator: diffusion.Generator = None,
+    ) -> dict[str, torch.Tensor]:
+        """Everything but the global embedding, from images: source (B, 3, H, W) in [-1, 1], pose renders
+        (B, 3, H, W) in [0, 1]. Returns `mask`, `masked_latents`, `pose_canvas`, `image_tokens`."""
+        device, dtype = self.device, self.dtype
+        masked = encoders.autoencoder.encode(masked_canvas(source_image).to(encoders.autoencoder.device), generator)
+        return self._conditions(masked.to(device, dtype), make_canvas(source_pose_image, target_pose_image),
+                                encoders.dino(source_image.to(encoders.dino.device)))
+
+    def _conditions(self, masked_latents: torch.Tensor, pose_canvas: torch.Tensor,
+                    image_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        device, dtype = self.device, self.dtype
+        b, _, h, w = masked_latents.shape
+        return {"mask": make_inpaint_mask(b, h, w, device, dtype), "masked_latents": masked_latents.to(device, dtype),
+                "pose_canvas": pose_canvas.to(device, dtype), "image_tokens": image_tokens.to(device, dtype)}
+
+    # ------------------------------------------------------------ training
+    def training_loss(self, batch: dict[str, Any], encoders: Encoders, generator: diffusion.Generator = None) -> torch.Tensor:
+        """Noise MSE over the whole canvas (paper Eq. 5); encoders run once per batch under no_grad:
+        the autoencoder on [canvas; masked canvas], DINOv2 on the sources, CLIP on the targets.
+
+        Condition dropout (DINOv2 tokens, global embedding) applies in training mode only.
+        """
+        device, dtype = self.device, self.dtype
+        source, target = batch["source_image"], batch["target_image"]
+        with torch.no_grad():
+            ae = encoders.autoencoder
+            both = torch.cat([make_canvas(source, target), masked_canvas(source)]).to(ae.device)
+            latents, masked = ae.encode(both, generator).to(device, dtype).chunk(2)
+            image_tokens = encoders.dino(source.to(encoders.dino.device))
+            global_embeds = encoders.clip(target.to(encoders.clip.device)).to(device, dtype)
+        pose_canvas = make_canvas(batch["source_pose_image"], batch["target_pose_image"])
+        conditions = self._conditions(masked, pose_canvas, image_tokens)
+        conditions["global_embeds"] = global_embeds
+        return self.loss(latents, conditions, generator)
+
+    def loss(self, latents: torch.Tensor, conditions: dict[str, torch.Tensor],
+             generator: diffusion.Generator = None) -> torch.Tensor:
+        """The loss on encoded tensors: canvas latents (B, C, h, 2w) and the `forward` conditions."""
+        if self.training:
+            dropped = diffusion.drop_conditions(
+                {k: conditions[k] for k in ("image_tokens", "global_embeds")}, self.cfg.cond_drop_prob, generator)
+            conditions = {**conditions, **dropped}
+        return diffusion.denoising_loss(self, self.noise_scheduler, latents.to(self.dtype), self.cfg.noise_offset,
+                                        generator, **conditions)
+
+    # ------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        masked_latents: torch.Tensor,
+        pose_canvas: torch.Tensor,
+        image_tokens: torch.Tensor,
+        global_embeds: torch.Tensor,
+        guidance_scale: float = 2.0,
+        scheduler: str | Any = "ddim",
+        num_inference_steps: int = 20,
+        generator: diffusion.Generator = None,
+        latents: torch.Tensor | None = None,
+        callback: diffusion.StepCallback | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Denoised canvas latents (B, C, h, 2w), guided per paper Eq. 6; the target is the right half
+        (`pcdms.data.canvas.split_canvas` after decoding). Shapes as in `forward`; `mask` is built when None.
+        `latents`: optional standard-normal start noise; otherwise drawn from `generator`.
+        """
+        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
+        cond = self._conditions(masked_latents, pose_canvas, image_tokens)
+        if mask is not None:
+            cond["mask"] = mask.to(self.device, self.dtype)
+        cond["global_embeds"] = global_embeds.to(self.device, self.dtype)
+        uncond = {**cond, "image_tokens": torch.zeros_like(cond["image_tokens"]),
+                  "global_embeds": torch.zeros_like(cond["global_embeds"])}
+        if latents is None:
+            latents = diffusion.randn(masked_latents.shape, generator, self.device, self.dtype)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
+
+        with eval_mode(self):
+            return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
+                                         generator, callback)

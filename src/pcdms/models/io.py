@@ -1,0 +1,147 @@
+"""Saving and loading PCDMs stage models (REFERENCE.md Sec. 3 for the authors' checkpoint layout).
+
+A saved stage is a folder with two files:
+- `config.json`: `{"stage": "prior" | "inpaint" | "refine", "format": 1, "config": <the stage dataclass>}`,
+  every `pretrained_path` set to null, so loading never needs the base model it was initialised from;
+- `model.safetensors`: the state dict.
+
+`load_authors_checkpoint` reads the authors' released DeepSpeed files (`mp_rank_00_model_states.pt`, weights
+under `module`) with `torch.load(weights_only=True)`, never unpickling arbitrary objects. Key rule: stage 1
+keys are identical to ours; stages 2 and 3 rename `image_proj_model_p.` to `image_proj.`; every other key
+(`unet.*`, `pose_proj.*`) is identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from pcdms import configio
+from pcdms.diffusion import make_scheduler
+from pcdms.errors import UserError
+from pcdms.models.blocks import without_pretrained_paths
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+S = TypeVar("S", bound="StageModel")
+
+
+class StageModel(nn.Module):
+    """Base of the three stages: `cfg` (the stage's config dataclass), dtype/device, save and load."""
+
+    stage: ClassVar[str]
+    config_class: ClassVar[type]
+    authors_key_renames: ClassVar[dict[str, str]] = {}
+    cfg: Any
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def noise_scheduler(self) -> Any:
+        """The training `DDPMScheduler` of `cfg.schedule` (built on first use, on the CPU)."""
+        if getattr(self, "_noise_scheduler", None) is None:
+            with torch.device("cpu"):  # not on "meta" when the model was built for loading
+                self._noise_scheduler = make_scheduler("ddpm", self.cfg.schedule)
+        return self._noise_scheduler
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write `config.json` and `model.safetensors` into `folder` (created if needed)."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {"stage": self.stage, "format": FORMAT_VERSION,
+                  "config": configio.to_dict(without_pretrained_paths(self.cfg))}
+        (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"stage": self.stage, "format": str(FORMAT_VERSION)})
+        return out
+
+    @classmethod
+    def from_pretrained(cls: type[S], folder: str | Path, device: torch.device | str | None = None,
+                        dtype: torch.dtype | None = None) -> S:
+        """Load a folder written by `save_pretrained`; the model comes back in eval mode."""
+        folder = Path(folder)
+        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        if not config_path.is_file() or not weights_path.is_file():
+            raise UserError(f"'{folder}' is not a saved PCDMs {cls.stage} model: expected {CONFIG_NAME} and "
+                            f"{WEIGHTS_NAME} inside")
+        try:
+            saved = json.loads(config_path.read_text())
+        except json.JSONDecodeError as err:
+            raise UserError(f"{config_path}: not valid JSON ({err})") from None
+        if saved.get("stage") != cls.stage:
+            raise UserError(f"{config_path} holds a '{saved.get('stage')}' model, not a '{cls.stage}' model")
+        cfg = configio.from_dict(cls.config_class, saved.get("config", {}), prefix=cls.stage)
+        with torch.device("meta"):  # no random init: every tensor comes from the file
+            model = cls(cfg)
+        _load_state(model, load_file(str(weights_path), device="cpu"), str(weights_path))
+        return model.to(device=device, dtype=dtype).eval()
+
+    def load_authors_checkpoint(self, path: str | Path) -> None:
+        """Load the authors' released weights for this stage (DeepSpeed `.pt` or a safetensors file)."""
+        state = read_authors_state(path)
+        renamed = {}
+        for key, value in state.items():
+            for old, new in self.authors_key_renames.items():
+                if key.startswith(old):
+                    key = new + key[len(old):]
+            renamed[key] = value
+        if self.stage != "prior" and any(k.startswith("pose_encoder.") for k in renamed):
+            raise UserError(f"{path} holds stage-1 (prior) weights, not {self.stage} weights (a known mix-up in "
+                            "the authors' release)")
+        with torch.no_grad():
+            _check_and_copy(self, renamed, str(path))
+
+
+def read_authors_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensor state dict of a checkpoint file: safetensors, or a torch file read with weights_only."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint file '{path}' not found")
+    if path.suffix == ".safetensors":
+        return load_file(str(path), device="cpu")
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # a foreign file: report, never fall back to unsafe unpickling
+        raise UserError(f"cannot read '{path}' safely as tensors (torch.load weights_only=True): {err}") from None
+    if isinstance(data, dict) and isinstance(data.get("module"), dict):
+        data = data["module"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UserError(f"'{path}' holds no state dict (expected tensors, or a DeepSpeed file with 'module')")
+    return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def _check_and_copy(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    ours = model.state_dict()
+    missing = sorted(set(ours) - set(state))
+    unexpected = sorted(set(state) - set(ours))
+    wrong = sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{label} {len(keys)} keys, e.g. {', '.join(keys[:3])}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys
+        )
+        raise UserError(f"{source} does not fit this {type(model).__name__} config: {detail}")
+    model.load_state_dict(state, strict=True)
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    ours = model.state_dict()
+    if set(ours) != set(state) or any(ours[k].shape != state[k].shape for k in ours):
+        _check_and_copy(model, state, source)  # raises with the differences
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"{source}: tensors not restored: {left[:3]}")

@@ -1,0 +1,119 @@
+"""Stage 3, the refining conditional diffusion model (paper Sec. 3.4, Eq. 7-8; REFERENCE.md Sec. 1 and 3).
+
+A diffusers `UNet2DConditionModel` with 2 x latent input channels, [noisy target latent | latent of the
+coarse stage-2 image], one image (not a canvas). The source's DINOv2 tokens enter by cross-attention
+through `image_proj` (an MLP). No pose, no CLIP embedding.
+
+Training drops the DINOv2 tokens (zeros) with probability `cond_drop_prob`, as the authors do; the coarse
+image is never dropped. Guidance (paper Eq. 8) therefore keeps the coarse latent in the unconditional branch
+by default: a branch without it was never trained. `uncond_keeps_coarse=False` zeroes it as well, like the
+authors' sampler and the literal Eq. 8.
+
+Checkpoint keys: `unet.*` as the authors'; their `image_proj_model_p.*` is our `image_proj.*`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from pcdms import diffusion
+from pcdms.config import RefineConfig
+from pcdms.encoders import Encoders
+from pcdms.errors import UserError
+from pcdms.models.blocks import TokenMLP, build_unet, eval_mode
+from pcdms.models.io import StageModel
+
+
+class RefineModel(StageModel):
+    """Stage-3 UNet conditioned on the coarse image (channel concat) and DINOv2 tokens; predicts noise."""
+
+    stage = "refine"
+    config_class = RefineConfig
+    authors_key_renames = {"image_proj_model_p.": "image_proj."}
+
+    def __init__(self, cfg: RefineConfig) -> None:
+        super().__init__()
+        c = cfg.latent_channels
+        self.unet, unet_cfg = build_unet(cfg.unet, 2 * c, c, None, "refine.unet.pretrained_path")
+        self.cfg = dataclasses.replace(cfg, unet=unet_cfg)
+        self.image_proj = TokenMLP(cfg.image_token_dim, cfg.token_hidden_dim, unet_cfg.cross_attention_dim)
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        coarse_latents: torch.Tensor,
+        image_tokens: torch.Tensor,
+    ) -> torch.Tensor:
+        """Predicted noise (B, C, h, w) from noisy latents and coarse latents (B, C, h, w), timesteps (B,) or
+        0-d, and DINOv2 tokens of the source (B, N, image_token_dim)."""
+        dtype = self.dtype
+        sample = torch.cat([noisy_latents, coarse_latents], dim=1).to(dtype)  # (B, 2C, h, w)
+        tokens = self.image_proj(image_tokens.to(dtype))  # (B, N, cross_attention_dim)
+        return self.unet(sample, timesteps, encoder_hidden_states=tokens).sample
+
+    @torch.no_grad()
+    def encode_conditions(self, encoders: Encoders, source_image: torch.Tensor, coarse_image: torch.Tensor,
+                          generator: diffusion.Generator = None) -> dict[str, torch.Tensor]:
+        """`coarse_latents` and `image_tokens` from the source and the coarse image, (B, 3, H, W) in [-1, 1]."""
+        coarse = encoders.autoencoder.encode(coarse_image.to(encoders.autoencoder.device), generator)
+        tokens = encoders.dino(source_image.to(encoders.dino.device))
+        return {"coarse_latents": coarse.to(self.device, self.dtype), "image_tokens": tokens.to(self.device, self.dtype)}
+
+    def training_loss(self, batch: dict[str, Any], encoders: Encoders, generator: diffusion.Generator = None) -> torch.Tensor:
+        """Noise MSE (paper Eq. 7). The batch needs `coarse_image` (stage-2 outputs for its pairs); the
+        autoencoder runs once on [targets; coarse images], DINOv2 once on the sources, under no_grad."""
+        if "coarse_image" not in batch:
+            raise UserError("stage-3 training batches need 'coarse_image' (stage-2 outputs for the training pairs); "
+                            "generate them with the trained inpainting model first")
+        device, dtype = self.device, self.dtype
+        with torch.no_grad():
+            ae = encoders.autoencoder
+            both = torch.cat([batch["target_image"], batch["coarse_image"]]).to(ae.device)
+            latents, coarse = ae.encode(both, generator).to(device, dtype).chunk(2)
+            tokens = encoders.dino(batch["source_image"].to(encoders.dino.device)).to(device, dtype)
+        return self.loss(latents, {"coarse_latents": coarse, "image_tokens": tokens}, generator)
+
+    def loss(self, latents: torch.Tensor, conditions: dict[str, torch.Tensor],
+             generator: diffusion.Generator = None) -> torch.Tensor:
+        """The loss on encoded tensors: target latents (B, C, h, w) and the `forward` conditions."""
+        if self.training:
+            dropped = diffusion.drop_conditions({"image_tokens": conditions["image_tokens"]},
+                                                self.cfg.cond_drop_prob, generator)
+            conditions = {**conditions, **dropped}
+        return diffusion.denoising_loss(self, self.noise_scheduler, latents.to(self.dtype), self.cfg.noise_offset,
+                                        generator, **conditions)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        coarse_latents: torch.Tensor,
+        image_tokens: torch.Tensor,
+        guidance_scale: float = 2.0,
+        scheduler: str | Any = "ddim",
+        num_inference_steps: int = 20,
+        generator: diffusion.Generator = None,
+        latents: torch.Tensor | None = None,
+        callback: diffusion.StepCallback | None = None,
+        uncond_keeps_coarse: bool = True,
+    ) -> torch.Tensor:
+        """Refined latents (B, C, h, w), guided per paper Eq. 8 (see the module docstring for the coarse
+        latent in the unconditional branch). `latents`: optional standard-normal start noise."""
+        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
+        cond = {"coarse_latents": coarse_latents.to(self.device, self.dtype),
+                "image_tokens": image_tokens.to(self.device, self.dtype)}
+        coarse = cond["coarse_latents"]
+        uncond = {"coarse_latents": coarse if uncond_keeps_coarse else torch.zeros_like(coarse),
+                  "image_tokens": torch.zeros_like(cond["image_tokens"])}
+        if latents is None:
+            latents = diffusion.randn(coarse_latents.shape, generator, self.device, self.dtype)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
+
+        with eval_mode(self):
+            return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
+                                         generator, callback)

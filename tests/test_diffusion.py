@@ -1,0 +1,128 @@
+"""Schedulers, training targets, condition dropout, guidance and the shared sampling loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers_models import oracle, seeds
+from pcdms import diffusion
+from pcdms.config import ScheduleConfig
+from pcdms.errors import UserError
+
+EPS = ScheduleConfig()  # SD: scaled-linear betas, noise prediction (stages 2 and 3)
+X0 = ScheduleConfig(beta_schedule="squaredcos_cap_v2", prediction_type="sample")  # stage 1
+V = ScheduleConfig(prediction_type="v_prediction")
+
+
+@pytest.mark.parametrize("steps", [6, 8])  # 1000 / 6 is not whole: DDIM's last step would stop at t = 0
+@pytest.mark.parametrize("name", diffusion.SCHEDULERS)
+@pytest.mark.parametrize("schedule", [EPS, X0, V], ids=["eps", "x0", "v"])
+def test_an_exact_denoiser_makes_every_sampler_return_the_clean_sample(name, schedule, steps):
+    clean = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(0))
+    train = diffusion.make_scheduler("ddpm", schedule)
+    exact = oracle(train, clean)
+    if schedule.prediction_type == "v_prediction":  # v = sqrt(abar) eps - sqrt(1 - abar) x0
+        eps_oracle = oracle(diffusion.make_scheduler("ddpm", EPS), clean)
+
+        def exact(x, t):  # noqa: F811 - the v oracle, from the eps oracle of the same betas
+            abar = train.alphas_cumprod[int(t)]
+            return abar.sqrt() * eps_oracle(x, t) - (1 - abar).sqrt() * clean
+
+    sched = diffusion.make_scheduler(name, schedule)
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    out = diffusion.sample_loop(exact, sched, noise, steps, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(out, clean, atol=1e-3), (out - clean).abs().max()
+
+
+def test_inference_schedulers_share_the_training_betas():
+    for name in diffusion.SCHEDULERS:
+        sched = diffusion.make_scheduler(name, X0)
+        assert torch.allclose(sched.alphas_cumprod, diffusion.make_scheduler("ddpm", X0).alphas_cumprod)
+        assert sched.config.prediction_type == "sample"
+    with pytest.raises(UserError, match="unknown scheduler 'plms'"):
+        diffusion.make_scheduler("plms", EPS)
+
+
+def test_a_scheduler_of_another_prediction_type_is_refused():
+    with pytest.raises(UserError, match="predicts 'epsilon'"):
+        diffusion.as_scheduler(diffusion.make_scheduler("ddim", EPS), X0)
+
+
+def test_callback_sees_every_step_with_the_predicted_clean_sample():
+    clean = torch.randn(1, 3, 4, 4)
+    seen = []
+    sched = diffusion.make_scheduler("dpm", EPS)  # its step output has no x0: computed by the loop
+    out = diffusion.sample_loop(oracle(sched, clean), sched, torch.randn(1, 3, 4, 4), 5,
+                                callback=lambda i, t, x, x0: seen.append((i, int(t), x0)))
+    assert [s[0] for s in seen] == list(range(5))
+    assert seen[0][1] == 999 and seen[-1][1] < seen[0][1]  # trailing spacing starts from pure noise
+    assert all(torch.allclose(s[2], clean, atol=1e-3) for s in seen)
+    assert torch.allclose(out, clean, atol=1e-3)
+
+
+def test_training_targets_follow_the_prediction_type():
+    clean, noise, t = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4), torch.tensor([0, 500, 999])
+    assert torch.equal(diffusion.training_target(diffusion.make_scheduler("ddpm", EPS), clean, noise, t), noise)
+    assert torch.equal(diffusion.training_target(diffusion.make_scheduler("ddpm", X0), clean, noise, t), clean)
+    sched = diffusion.make_scheduler("ddpm", V)
+    abar = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v = diffusion.training_target(sched, clean, noise, t)
+    assert torch.allclose(v, abar.sqrt() * noise - (1 - abar).sqrt() * clean, atol=1e-6)
+
+
+def test_offset_noise_shifts_each_sample_and_channel_by_one_constant():
+    like = torch.zeros(2, 3, 5, 4)
+    plain = diffusion.make_noise(like, 0.0, torch.Generator().manual_seed(0))
+    offset = diffusion.make_noise(like, 0.5, torch.Generator().manual_seed(0))
+    shift = offset - plain
+    assert torch.allclose(shift, shift[..., :1, :1].expand_as(shift))
+    assert shift[:, :, 0, 0].abs().min() > 0
+    vector = diffusion.make_noise(torch.zeros(4, 16), 0.5, torch.Generator().manual_seed(0))
+    shift = vector - diffusion.make_noise(torch.zeros(4, 16), 0.0, torch.Generator().manual_seed(0))
+    assert torch.allclose(shift, shift[:, :1].expand_as(shift))  # one shift per embedding
+
+
+def test_condition_dropout_is_independent_per_sample_and_per_condition():
+    conds = {"a": torch.ones(4000, 3), "b": torch.ones(4000, 2, 2)}
+    out = diffusion.drop_conditions(conds, 0.1, torch.Generator().manual_seed(0))
+    dropped_a = out["a"].sum(1) == 0
+    dropped_b = out["b"].flatten(1).sum(1) == 0
+    assert torch.all(out["a"][~dropped_a] == 1) and torch.all(out["b"][~dropped_b] == 1)  # kept rows intact
+    assert 0.07 < dropped_a.float().mean() < 0.13 and 0.07 < dropped_b.float().mean() < 0.13
+    both = (dropped_a & dropped_b).float().mean()
+    assert 0.003 < both < 0.02  # about 0.1 x 0.1: independent draws
+    again = diffusion.drop_conditions(conds, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(again["a"], out["a"])  # seeded
+    assert diffusion.drop_conditions(conds, 0.0)["a"] is conds["a"]
+
+
+def test_guidance_batches_cond_and_uncond_in_one_call_and_mixes_them():
+    calls = []
+
+    def model(x, t, c):
+        calls.append(x.shape[0])
+        return x * c
+
+    x, t = torch.randn(3, 2), torch.tensor(7)
+    cond, uncond = {"c": torch.full((3, 1), 2.0)}, {"c": torch.full((3, 1), 5.0)}
+    assert torch.equal(diffusion.guided(model, x, t, cond, uncond, 1.0), x * 2)
+    assert calls == [3]  # w = 1: the conditional half only
+    for w in (0.0, 0.5, 2.0, 7.5):
+        calls.clear()
+        out = diffusion.guided(model, x, t, cond, uncond, w)
+        assert calls == [6]  # one call on [uncond; cond]
+        assert torch.allclose(out, w * (x * 2) + (1 - w) * (x * 5))
+
+
+def test_a_list_of_generators_draws_each_sample_from_its_own_seed():
+    batch = diffusion.randn((2, 3, 4), seeds(5, 6))
+    singles = torch.cat([diffusion.randn((1, 3, 4), seeds(5)), diffusion.randn((1, 3, 4), seeds(6))])
+    assert torch.equal(batch, singles)
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        diffusion.randn((3, 4), seeds(1, 2))
+
+
+def test_zero_inference_steps_is_a_user_error():
+    with pytest.raises(UserError, match="at least 1"):
+        diffusion.sample_loop(lambda x, t: x, diffusion.make_scheduler("ddim", EPS), torch.zeros(1, 2), 0)

@@ -1,0 +1,118 @@
+"""Frozen encoders: shapes, preprocessing, freezing, and loading from local folders."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from helpers_models import make_batch, tiny_config, tiny_encoders
+from pcdms.config import AutoencoderConfig
+from pcdms.encoders import Autoencoder, ClipImageEncoder, DinoEncoder, square_resize
+from pcdms.errors import UserError
+
+
+def test_tiny_encoders_give_the_documented_shapes(samples_dir):
+    enc = tiny_encoders()
+    images = make_batch(samples_dir)["source_image"]  # (2, 3, 64, 48)
+    assert enc.clip(images).shape == (2, 32)  # image_embeds, projection_dim
+    assert enc.dino(images).shape == (2, 1 + (32 // 8) ** 2, 32)  # CLS + patches at image_size 32
+    latents = enc.autoencoder.encode(images)
+    assert latents.shape == (2, 48, 16, 12)
+    assert enc.autoencoder.latent_channels == 48 and enc.autoencoder.downsample == 4
+
+
+def test_space_to_depth_autoencoder_is_exact_and_parameter_free(samples_dir):
+    ae = tiny_encoders().autoencoder
+    images = make_batch(samples_dir)["target_image"]
+    assert len(list(ae.parameters())) == 0
+    assert torch.allclose(ae.decode(ae.encode(images)), images)
+    scaled = Autoencoder(AutoencoderConfig(kind="space-to-depth", pretrained_path=None, factor=4, scaling_factor=0.5))
+    assert torch.allclose(scaled.encode(images), 0.5 * ae.encode(images))
+    assert torch.allclose(scaled.decode(scaled.encode(images)), images)
+
+
+def test_encoders_are_frozen_but_their_outputs_can_feed_a_trained_layer(samples_dir):
+    enc = tiny_encoders()
+    for module in (enc.clip, enc.dino):
+        module.train()  # a frozen encoder stays in eval mode
+        assert not module.training and not module.model.training
+        assert all(not p.requires_grad for p in module.parameters())
+    images = make_batch(samples_dir)["source_image"].requires_grad_(True)
+    tokens = enc.dino(images)
+    assert not tokens.requires_grad  # ran under no_grad: nothing reaches the encoder
+    head = torch.nn.Linear(32, 1)
+    head(tokens).sum().backward()  # not an inference-mode tensor: usable in autograd
+    assert head.weight.grad is not None and images.grad is None
+
+
+def test_clip_and_dino_see_the_whole_image_not_a_centre_crop():
+    image = -torch.ones(1, 3, 64, 32)
+    image[:, :, :4] = 1.0  # a bright band at the very top (the head of a portrait)
+    pixels = square_resize(image, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert pixels.shape == (1, 3, 32, 32)
+    assert pixels[0, :, 0].min() > 0.9  # still there after resizing
+    assert pixels[0, :, -1].max() < 0.1
+
+
+def test_encoders_load_from_local_folders(tmp_path, samples_dir):
+    cfg = tiny_config().encoders
+    enc = tiny_encoders()
+    images = make_batch(samples_dir)["source_image"]
+    enc.clip.model.save_pretrained(tmp_path / "clip")
+    enc.dino.model.save_pretrained(tmp_path / "dino")
+    clip = ClipImageEncoder(dataclasses.replace(cfg.clip, pretrained_path=str(tmp_path / "clip")))
+    dino = DinoEncoder(dataclasses.replace(cfg.dino, pretrained_path=str(tmp_path / "dino")))
+    assert torch.allclose(clip(images), enc.clip(images), atol=1e-6)
+    assert torch.allclose(dino(images), enc.dino(images), atol=1e-6)
+    assert all(not p.requires_grad for p in [*clip.parameters(), *dino.parameters()])
+
+
+def test_a_kl_vae_loads_from_an_sd_folder_with_its_own_scaling_factor(tmp_path, samples_dir):
+    cfg = AutoencoderConfig(kind="sd-vae", pretrained_path=None, block_out_channels=(32, 32), scaling_factor=0.3)
+    torch.manual_seed(0)
+    vae = Autoencoder(cfg)
+    assert vae.downsample == 2 and vae.latent_channels == 4
+    vae.vae.register_to_config(scaling_factor=0.25)
+    vae.vae.save_pretrained(tmp_path / "sd" / "vae")  # an SD folder: the VAE lives in vae/
+    loaded = Autoencoder(dataclasses.replace(cfg, pretrained_path=str(tmp_path / "sd")))
+    assert loaded.scaling_factor == 0.25  # the VAE's own value wins over the config's
+    images = make_batch(samples_dir, height=16, width=8)["source_image"]
+    latents = loaded.encode(images, deterministic=True)
+    assert latents.shape == (2, 4, 8, 4)
+    assert torch.allclose(latents, loaded.vae.encode(images).latent_dist.mode() * 0.25)
+    sampled = loaded.encode(images, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, loaded.encode(images, generator=torch.Generator().manual_seed(0)))
+    decoded = loaded.decode(latents)
+    assert decoded.shape == images.shape and decoded.min() >= -1 and decoded.max() <= 1
+
+
+def test_missing_folders_and_mismatched_settings_are_user_errors(tmp_path):
+    cfg = tiny_config().encoders
+    with pytest.raises(UserError, match="encoders.dino.pretrained_path"):
+        DinoEncoder(dataclasses.replace(cfg.dino, pretrained_path=str(tmp_path / "nowhere")))
+    tiny_encoders().clip.model.save_pretrained(tmp_path / "clip")
+    with pytest.raises(UserError, match="encoders.clip.image_size=64"):
+        ClipImageEncoder(dataclasses.replace(cfg.clip, pretrained_path=str(tmp_path / "clip"), image_size=64))
+    with pytest.raises(UserError, match="multiple of the autoencoder"):
+        tiny_encoders().autoencoder.encode(torch.zeros(1, 3, 30, 32))
+
+
+def test_random_encoders_are_the_same_in_every_run_and_leave_the_rng_alone():
+    from pcdms.config import load_config
+    from pcdms.encoders import build_encoders
+
+    cfg = load_config("tiny").encoders
+    torch.manual_seed(1)
+    first = build_encoders(cfg)
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    torch.rand(5)  # a different RNG state: a different stage built its model first
+    second = build_encoders(cfg)
+    images = torch.rand(2, 3, 64, 48) * 2 - 1
+    assert torch.equal(first.clip(images), second.clip(images))
+    assert torch.equal(first.dino(images), second.dino(images))
+    torch.manual_seed(1)
+    build_encoders(cfg)
+    assert torch.equal(torch.rand(3), after)  # building encoders consumed none of the caller's RNG
