@@ -57,8 +57,8 @@ class _LossStep(nn.Module):
         self.stage = stage_model
         object.__setattr__(self, "_encoders", encoders)  # frozen: kept out of the module tree and DDP
 
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        return self.stage.training_loss(batch, self._encoders)
+    def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        return self.stage.training_loss(batch, self._encoders, generator)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -69,6 +69,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         if path.is_dir() and suffix.isdigit() and (path / "trainer_state.json").exists():
             found.append(path)
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def step_generator(seed: int, step: int, process: int, micro: int, device: torch.device) -> torch.Generator:
+    """The noise, timesteps and condition dropout of one micro-batch depend only on (seed, step, process,
+    micro-batch), never on global RNG state: a resumed run draws exactly what an uninterrupted one would."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(((seed * 1_000_003 + step) * 4099 + process) * 257 + micro)
+    return generator
 
 
 def _warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
@@ -164,9 +172,14 @@ def train(
 
     model = model_class(getattr(cfg, stage))
     encoders = build_encoders(cfg.encoders).to(accelerator.device)
+    if stage == "refine" and cfg.data.coarse_dir is None:
+        raise UserError(
+            "stage 3 trains on stage-2 images of the training pairs: run `pcdms export-coarse` with the trained "
+            "inpainting model, then pass data.coarse_dir=<its --out>"
+        )
     dataset = PairDataset(
-        cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width,
-        flip_prob=cfg.data.flip_prob, format=cfg.data.format,
+        cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width, flip_prob=cfg.data.flip_prob,
+        format=cfg.data.format, coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, seed=tc.seed,
     )
     global_batch = tc.batch_size * accelerator.num_processes
     if len(dataset) < global_batch:
@@ -195,6 +208,12 @@ def train(
     if accelerator.is_main_process:
         accelerator.init_trackers("pcdms")
 
+    preview = None
+    if tc.sample_every > 0 and accelerator.is_main_process:
+        from pcdms.previews import preview_batch
+
+        preview = preview_batch(cfg, stage)
+
     step = _resume_step(accelerator, run_dir, resume)
     batches_per_epoch = len(loader)
     batches_done = step * tc.gradient_accumulation_steps
@@ -205,13 +224,16 @@ def train(
         total=tc.max_steps, initial=step, desc=f"train {stage}", unit="step",
         disable=not (progress and accelerator.is_local_main_process),
     )
+    micro = 0
     while step < tc.max_steps:
         loader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         skip = 0
         for batch in batches:
             with accelerator.accumulate(loss_step):
-                loss = loss_step(batch)
+                generator = step_generator(tc.seed, step, accelerator.process_index, micro, accelerator.device)
+                micro = (micro + 1) % tc.gradient_accumulation_steps
+                loss = loss_step(batch, generator)
                 if not bool(torch.isfinite(accelerator.gather(loss.detach().float().reshape(1))).all()):
                     bar.close()
                     kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
@@ -237,6 +259,12 @@ def train(
                 accelerator.log({"loss": loss_value, "lr": lr_schedule.get_last_lr()[0]}, step=step)
             if step % tc.checkpoint_every == 0 or step == tc.max_steps:
                 last_good = _save_checkpoint(accelerator, run_dir, step, model, ema, tc.keep_checkpoints, loss_value)
+            if preview is not None and (step % tc.sample_every == 0 or step == tc.max_steps):
+                from pcdms.previews import write_preview
+
+                scalars = write_preview(stage, ema.module if ema is not None else model, encoders, preview, cfg,
+                                        run_dir / "samples" / f"step-{step:07d}.png")
+                accelerator.log(scalars, step=step)
             if step >= tc.max_steps:
                 break
         epoch += 1

@@ -1,0 +1,56 @@
+"""`pcdms export-coarse`: stage-2 images for the training pairs, the data stage 3 trains on (REFERENCE.md Sec. 1)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pcdms.commands.common import add_config_args, dry_run, resolve_config
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-coarse",
+        help="run stage 2 over the training pairs (ground-truth CLIP embeddings) for stage-3 training",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Run the trained inpainting model (stage 2) over every pair of a split, feeding it the target's
+ground-truth CLIP embedding as the authors do, and write <from>_to_<to>.png per pair. Stage 3
+then trains on them:  pcdms train --stage refine ... data.coarse_dir=<this --out>.
+Rerunning skips finished images; `accelerate launch -m pcdms.cli export-coarse ...` shares the
+pairs across processes.""",
+    )
+    parser.add_argument("--inpaint", required=True, help="the stage-2 model folder (a training run's model/)")
+    parser.add_argument("--out", required=True, help="output folder for the coarse images")
+    parser.add_argument("--split", default=None, help="dataset split (default: data.train_split)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true")
+    add_config_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    if dry_run(args, cfg):
+        return 0
+    import torch
+
+    from pcdms.config import save_config
+    from pcdms.errors import UserError
+    from pcdms.generate import dataset_items, run_items
+    from pcdms.pipeline import PCDMsPipeline
+
+    if cfg.data.root is None:
+        raise UserError("data.root is not set: pass data.root=DIR")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out)
+    pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, device=device)
+    split = args.split or cfg.data.train_split
+    items = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,
+                          ground_truth_embeds=True, stages=("inpaint",))
+    report = run_items(items, f"export-coarse {split}", progress=not args.no_progress)
+    print(report.summary())
+    return 1 if report.failed else 0
