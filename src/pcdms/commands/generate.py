@@ -1,0 +1,202 @@
+"""`pcdms generate` (one pair, or every pair of a dataset split) and `pcdms refine` (stage 3 over any images)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pcdms.errors import UserError
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(DEMO_MODEL),
+                        help="a PCDMs model folder (config.yaml + prior/ inpaint/ refine/); default: the shipped demo model")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps per stage (default: the model's config)")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="one guidance scale for every stage (default: the config's per-stage scales, 2.0 in the paper)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; each pair seeds from (seed, pair index)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="weights and activations on the GPU (fp16/bf16 halve memory and time)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gen = subparsers.add_parser(
+        "generate", help="generate a person in a new pose: one pair, or every pair of a dataset split",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Run the three PCDMs stages (prior -> inpaint -> refine) on your photo and a target pose.
+
+One pair:
+  pcdms generate --source me.jpg --target-pose pose.json --out out/
+      --target-pose: OpenPose COCO-18 JSON (`pcdms pose extract` writes it) or another PHOTO,
+      whose pose is extracted; --source-pose likewise (default: extracted from --source).
+      Writes <name>.png (final), <name>_coarse.png (stage 2) and <name>_grid.png
+      (source | target pose | coarse | final); --process adds <name>_process.png (paper Fig. 18-19).
+
+Every pair of a dataset split (PATN csv, GFLA txt or the authors' json; see `pcdms data check`):
+  pcdms generate --dataset data/deepfashion --split test --out results/
+      Writes <from>_to_<to>.png per pair (<from>_to_<to>_sample<k>.png with --num-samples > 1),
+      the names `pcdms evaluate` expects. Rerunning skips finished pairs; `accelerate launch
+      -m pcdms.cli generate ...` shares the pairs across GPUs.
+
+--stages B1 / B2 / B3 / full runs the paper's ablations (B1 = inpaint only, B2 = prior + inpaint,
+B3 = inpaint + refine).""")
+    _common(gen)
+    gen.add_argument("--source", help="the source photo (one-pair mode)")
+    gen.add_argument("--target-pose", help="target pose: COCO-18 OpenPose JSON, or a photo to take the pose from")
+    gen.add_argument("--source-pose", help="source pose (default: extracted from --source with mediapipe)")
+    gen.add_argument("--name", default=None, help="output name in one-pair mode (default: <source>_to_<pose>)")
+    gen.add_argument("--dataset", help="dataset root (dataset mode)")
+    gen.add_argument("--split", default="test", help="dataset split (default: test)")
+    gen.add_argument("--limit", type=int, default=None, help="only the first N pairs of the split")
+    gen.add_argument("--num-samples", type=int, default=1, help="samples per pair")
+    gen.add_argument("--stages", default="full", choices=("full", "B1", "B2", "B3"), help="which stages run")
+    gen.add_argument("--process", action="store_true", help="also write the diffusion-process strip (one pair)")
+    gen.set_defaults(func=run_generate)
+
+    ref = subparsers.add_parser(
+        "refine", help="stage 3 over images made by any method (paper Fig. 9)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Refine images produced by another method with the PCDMs refining stage (texture restoration).
+The refiner needs each image's SOURCE photo (its DINOv2 tokens guide the texture):
+  pcdms refine --images their_results/ --dataset data/deepfashion --split test --out refined/
+      images named <from>_to_<to>.png take <from> from the dataset split;
+  pcdms refine --images result.png --source source.jpg --out refined/
+      one source for every image given.""")
+    _common(ref)
+    ref.add_argument("--images", required=True, nargs="+", help="images or folders of images to refine")
+    ref.add_argument("--source", help="the source photo of every image")
+    ref.add_argument("--dataset", help="dataset root whose images are the <from> of <from>_to_<to>.png")
+    ref.add_argument("--split", default="test")
+    ref.set_defaults(func=run_refine)
+
+
+def load_pipeline(args: argparse.Namespace):
+    import torch
+
+    from pcdms.pipeline import PCDMsPipeline
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
+    if dtype is not None and not str(device).startswith("cuda"):
+        raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
+    return PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
+
+
+def load_pose(path: str, what: str):
+    """A pose from OpenPose JSON, or extracted from a photo."""
+    from pcdms.imageio import load_image
+    from pcdms.pipeline import extract_pose
+    from pcdms.pose import read_openpose_json
+
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{what} '{path}' does not exist")
+    if file.suffix.lower() == ".json":
+        pose = read_openpose_json(file)
+        if pose is None:
+            raise UserError(f"{what} '{path}' lists no person")
+        return pose
+    return extract_pose(load_image(file), f"{what} '{path}'")
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from pcdms.generate import dataset_items, run_items
+
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if bool(args.dataset) == bool(args.source):
+        raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(args)
+    call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
+    if args.dataset:
+        items = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
+        report = run_items(items, f"generate {args.split}", progress=not args.no_progress)
+        print(report.summary())
+        return 1 if report.failed else 0
+    return _generate_one(args, pipe, out, call)
+
+
+def _generate_one(args: argparse.Namespace, pipe, out: Path, call: dict) -> int:
+    import torch
+
+    from pcdms.generate import save_atomic
+    from pcdms.imageio import load_image
+    from pcdms.visualize import image_grid
+
+    if not args.target_pose:
+        raise UserError("--target-pose is required with --source")
+    source = load_image(args.source)
+    target_pose = load_pose(args.target_pose, "--target-pose")
+    source_pose = load_pose(args.source_pose, "--source-pose") if args.source_pose else None
+    name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
+    result = pipe(source, target_pose, source_pose, num_samples=args.num_samples, return_process=args.process,
+                  generator=torch.Generator().manual_seed(args.seed), **call)
+    from PIL import Image
+
+    pose_render = Image.fromarray(target_pose.render())
+    rows = [[source, pose_render, coarse, final] for coarse, final in zip(result.coarse_images, result.images)]
+    for k, (coarse, final) in enumerate(zip(result.coarse_images, result.images)):
+        suffix = f"_sample{k}" if args.num_samples > 1 else ""
+        save_atomic(final, out / f"{name}{suffix}.png")
+        save_atomic(coarse, out / f"{name}{suffix}_coarse.png")
+        if result.process:
+            save_atomic(result.process[k], out / f"{name}{suffix}_process.png")
+    save_atomic(image_grid(rows, ["source", "target pose", "coarse", "final"], cell=source.size), out / f"{name}_grid.png")
+    print(f"wrote {out / name}.png and {out / name}_grid.png")
+    return 0
+
+
+def run_refine(args: argparse.Namespace) -> int:
+    from pcdms.generate import refine_items, run_items
+    from pcdms.imageio import is_image_file, load_image
+
+    files: list[Path] = []
+    for item in args.images:
+        path = Path(item)
+        if path.is_dir():
+            files += [p for p in sorted(path.iterdir()) if p.is_file() and is_image_file(p)]
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"--images: '{item}' is neither an image nor a folder")
+    if not files:
+        raise UserError("--images: no image files found")
+    if bool(args.source) == bool(args.dataset):
+        raise UserError("give the source photo(s) with either --source IMG or --dataset ROOT")
+    if args.source:
+        source = load_image(args.source)
+
+        def source_for(path: Path):
+            return source
+    else:
+        from pcdms.data.dataset import load_person_image
+        from pcdms.data.formats import load_split
+        from pcdms.generate import output_stem
+
+        data = load_split(args.dataset, args.split)
+        by_stem = {output_stem(name, "x").rsplit("_to_", 1)[0]: entry for name, entry in data.images.items()}
+
+        def source_for(path: Path):
+            source_name = path.stem.split("_to_")[0]
+            if source_name not in by_stem:
+                raise UserError(f"{path.name}: source '{source_name}' is not an image of {args.dataset} split {args.split}")
+            entry = by_stem[source_name]
+            return load_person_image(entry, *(entry.frame or load_image(entry.path).size[::-1]))
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = load_pipeline(args)
+    items = refine_items(pipe, files, out, source_for, args.seed,
+                         num_inference_steps=args.steps, guidance_scale=args.guidance)
+    report = run_items(items, "refine", progress=not args.no_progress)
+    print(report.summary())
+    return 1 if report.failed else 0

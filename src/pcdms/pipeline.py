@@ -1,0 +1,311 @@
+"""PCDMsPipeline: source image + target pose -> prior -> inpaint -> refine -> image (paper Fig. 2, Sec. 3).
+
+Inference only. Each encoder runs once per call (CLIP and DINOv2 on the source, the autoencoder on the
+masked canvas), guidance is batched (one UNet call per step per stage) and nothing is recomputed between
+stages. Any stage can be skipped or fed its input, which gives the paper's ablations (Sec. 4.2):
+B1 = inpaint only, B2 = prior + inpaint, B3 = inpaint + refine, full = all three.
+
+Without the prior (B1, B3) stage 2 gets the null global embedding (zeros), which is what it sees for the 10 %
+of training batches whose embedding is dropped. Images of any size go in: each is padded to the model's
+aspect with its own border colour, resized, and the outputs are cropped and resized back, so they come out at
+the input's aspect ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_config
+from pcdms.data.canvas import make_canvas, masked_canvas, split_canvas
+from pcdms.encoders import Encoders, build_encoders
+from pcdms.errors import UserError
+from pcdms.pose import Pose
+
+STAGE_NAMES = ("prior", "inpaint", "refine")
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "B1": ("inpaint",),
+    "B2": ("prior", "inpaint"),
+    "B3": ("inpaint", "refine"),
+    "full": STAGE_NAMES,
+}
+# callback(stage, step index, timestep, latents, predicted x0)
+PipelineCallback = Callable[[str, int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class PCDMsOutput:
+    """images: final images (refined, or coarse when stage 3 is skipped), at the source's size.
+    coarse_images: stage-2 outputs; target_embeds: (N, D) the global embedding stage 2 used (None for zeros);
+    process: per sample, a strip of predicted-x0 images over the steps of stages 2 and 3 (paper Fig. 18-19)."""
+
+    images: list[Image.Image]
+    coarse_images: list[Image.Image]
+    target_embeds: torch.Tensor | None
+    process: list[Image.Image] | None = None
+    stages_run: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """How an image of `size` (w, h) sits in the model frame: padded to its aspect, then resized."""
+
+    size: tuple[int, int]
+    padded: tuple[int, int]
+    offset: tuple[int, int]
+
+    @classmethod
+    def of(cls, width: int, height: int, model_h: int, model_w: int) -> _Fit:
+        aspect = model_w / model_h
+        if width / height > aspect:  # too wide: pad top and bottom
+            padded = (width, round(width / aspect))
+        else:
+            padded = (round(height * aspect), height)
+        return cls((width, height), padded, ((padded[0] - width) // 2, (padded[1] - height) // 2))
+
+    def image_in(self, image: Image.Image, model_h: int, model_w: int) -> Image.Image:
+        border = np.concatenate([np.asarray(image)[[0, -1]].reshape(-1, 3), np.asarray(image)[:, [0, -1]].reshape(-1, 3)])
+        colour = tuple(int(c) for c in np.median(border, axis=0))
+        canvas = Image.new("RGB", self.padded, colour)
+        canvas.paste(image, self.offset)
+        return canvas.resize((model_w, model_h), Image.Resampling.BICUBIC)
+
+    def pose_in(self, pose: Pose, model_h: int, model_w: int) -> Pose:
+        scaled = pose.resized(self.size[1], self.size[0])  # into this image's pixel frame
+        xy = scaled.pixels() + np.asarray(self.offset, dtype=np.float32)
+        return Pose(xy, scaled.visible, self.padded[1], self.padded[0]).resized(model_h, model_w)
+
+    def image_out(self, image: Image.Image) -> Image.Image:
+        full = image.resize(self.padded, Image.Resampling.BICUBIC)
+        left, top = self.offset
+        return full.crop((left, top, left + self.size[0], top + self.size[1]))
+
+
+def extract_pose(image: Image.Image, what: str) -> Pose:
+    """The COCO-18 pose of the person in `image` (mediapipe, `pcdms.extract`), or a clear error."""
+    from pcdms.extract import PoseExtractor
+
+    with PoseExtractor() as extractor:
+        found = extractor(image.convert("RGB"))
+    if found is None:
+        raise UserError(f"no person found in {what} to take a pose from: give the pose as COCO-18 JSON instead")
+    return found[0]
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> PIL RGB images."""
+    arrays = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in arrays]
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (1, 3, H, W) in [-1, 1]."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
+
+
+def pose_tensor(pose: Pose, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pose in the model frame -> (normalised keypoints (1, 18, 2), skeleton render (1, 3, H, W) in [0, 1])."""
+    render = torch.from_numpy(pose.render(height, width).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    return torch.from_numpy(pose.normalized().astype(np.float32))[None], render.contiguous()
+
+
+class PCDMsPipeline:
+    """The three stages and their encoders. `prior` and `refine` may be None (ablations B1/B3, B1/B2)."""
+
+    def __init__(
+        self,
+        encoders: Encoders,
+        inpaint: Any,
+        prior: Any = None,
+        refine: Any = None,
+        height: int = 256,
+        width: int = 176,
+        sample: SampleConfig | None = None,
+    ) -> None:
+        self.encoders, self.prior, self.inpaint, self.refine = encoders, prior, inpaint, refine
+        self.height, self.width = height, width
+        self.sample = sample or SampleConfig()
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def from_stages(cls, cfg: RunConfig, inpaint: str | Path, prior: str | Path | None = None,
+                    refine: str | Path | None = None, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None) -> PCDMsPipeline:
+        """Encoders from `cfg.encoders` and each stage from its `save_pretrained` folder (a training run's
+        `model/`); image size and sampling settings from `cfg`."""
+        from pcdms.training import stage_class
+
+        folders = {"prior": prior, "inpaint": inpaint, "refine": refine}
+        stages = {}
+        for name, folder in folders.items():
+            if folder is not None and not (Path(folder) / "config.json").is_file():
+                raise UserError(f"{name} model folder '{folder}' has no config.json: give a training run's model/ folder")
+            stages[name] = None if folder is None else stage_class(name).from_pretrained(folder, device=device, dtype=dtype)
+        encoders = build_encoders(cfg.encoders).to(device, dtype)
+        return cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
+                   cfg.data.height, cfg.data.width, cfg.sample)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> PCDMsPipeline:
+        """A folder with `config.yaml` (the run config), `inpaint/` and optionally `prior/`, `refine/` (each a
+        stage's `save_pretrained` folder) and `encoders/clip`, `encoders/dino` (transformers folders) that
+        override the config's encoder paths (how a model with its own small encoders ships)."""
+        root = Path(folder)
+        if not (root / "config.yaml").is_file():
+            raise UserError(f"'{root}' is not a PCDMs model folder: expected {root / 'config.yaml'}")
+        overrides = [f"encoders.{name}.pretrained_path={root / 'encoders' / name}"
+                     for name in ("clip", "dino") if (root / "encoders" / name / "config.json").is_file()]
+        cfg = load_config(str(root / "config.yaml"), overrides)
+        if not (root / "inpaint" / "config.json").is_file():
+            raise UserError(f"'{root}' has no inpaint/ stage: stage 2 is required")
+        present = {name: root / name if (root / name / "config.json").is_file() else None for name in ("prior", "refine")}
+        return cls.from_stages(cfg, root / "inpaint", present["prior"], present["refine"], device, dtype)
+
+    def embed_image(self, image: Image.Image) -> torch.Tensor:
+        """CLIP image embedding (1, D) of an image as the pipeline sees it (fitted to the model frame)."""
+        fit = _Fit.of(*image.size, self.height, self.width)
+        pixels = to_tensor(fit.image_in(image.convert("RGB"), self.height, self.width))
+        return self.encoders.clip(pixels.to(self.encoders.clip.device))
+
+    def save_pretrained(self, folder: str | Path, cfg: RunConfig) -> Path:
+        """Write the folder `from_pretrained` reads; encoders without a local path are saved with it."""
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "config.yaml").write_text(config_to_yaml(cfg))
+        for name in STAGE_NAMES:
+            if getattr(self, name) is not None:
+                getattr(self, name).save_pretrained(root / name)
+        for name in ("clip", "dino"):
+            if getattr(cfg.encoders, name).pretrained_path is None:
+                getattr(self.encoders, name).model.save_pretrained(root / "encoders" / name)
+        return root
+
+    # ------------------------------------------------------------ inference
+    @torch.no_grad()
+    def __call__(
+        self,
+        source_image: Image.Image,
+        target_pose: Pose | None,
+        source_pose: Pose | None = None,
+        *,
+        stages: Sequence[str] | str = "full",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        num_samples: int = 1,
+        target_embeds: torch.Tensor | None = None,
+        coarse_image: Image.Image | None = None,
+        callback: PipelineCallback | None = None,
+        return_process: bool = False,
+        process_frames: int = 6,
+    ) -> PCDMsOutput:
+        """Generate the person of `source_image` in `target_pose`.
+
+        Poses may be in any pixel frame (a dataset's, or another photo's): each is mapped the way its image
+        would be. `stages`: an ablation name (B1, B2, B3, full) or stage names; `target_embeds` (D,) or (1, D)
+        feeds stage 2 instead of the prior; `coarse_image` feeds stage 3 instead of stage 2. One guidance
+        scale for every stage overrides the config's per-stage ones.
+        """
+        run = self._stages(stages, target_embeds, coarse_image)
+        if "inpaint" in run and target_pose is None:
+            raise UserError("a target pose is needed to run stage 2")
+        if source_pose is None and "inpaint" in run:
+            source_pose = extract_pose(source_image, "the source image")
+        steps = num_inference_steps or self.sample.num_inference_steps
+        scales = {name: guidance_scale if guidance_scale is not None else getattr(self.sample, f"{name}_guidance_scale")
+                  for name in STAGE_NAMES}
+        h, w, n = self.height, self.width, num_samples
+        source_image = source_image.convert("RGB")
+        fit = _Fit.of(*source_image.size, h, w)
+        device = self.inpaint.device
+        source = to_tensor(fit.image_in(source_image, h, w)).to(device)  # (1, 3, H, W)
+        strips: list[list[torch.Tensor]] = [[] for _ in range(n)]
+
+        def observer(stage: str, decode: Callable[[torch.Tensor], torch.Tensor], total: int):
+            keep = set(np.linspace(0, total - 1, process_frames).round().astype(int).tolist())
+
+            def on_step(i: int, t: torch.Tensor, latents: torch.Tensor, x0: torch.Tensor) -> None:
+                if callback is not None:
+                    callback(stage, i, t, latents, x0)
+                if return_process and i in keep:
+                    for k, image in enumerate(decode(x0)):
+                        strips[k].append(image.cpu())
+            return on_step if (callback is not None or return_process) else None
+
+        coarse = None
+        if "inpaint" in run:
+            tgt_fit = _Fit.of(target_pose.width, target_pose.height, h, w)
+            src_kp, src_render = pose_tensor(fit.pose_in(source_pose, h, w), h, w)
+            tgt_kp, tgt_render = pose_tensor(tgt_fit.pose_in(target_pose, h, w), h, w)
+            if "prior" in run:
+                source_embeds = self.encoders.clip(source.to(self.encoders.clip.device))
+                target_embeds = self.prior.sample(
+                    source_embeds.expand(n, -1), src_kp.expand(n, -1, -1), tgt_kp.expand(n, -1, -1),
+                    guidance_scale=scales["prior"], scheduler=self.sample.scheduler, num_inference_steps=steps,
+                    generator=generator, callback=None if callback is None else
+                    (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
+            elif target_embeds is not None:
+                target_embeds = target_embeds.reshape(1, -1).expand(n, -1)
+            conditions = self.inpaint.encode_conditions(self.encoders, source, src_render.to(device), tgt_render.to(device))
+            global_embeds = (target_embeds if target_embeds is not None
+                             else torch.zeros(1, self.inpaint.cfg.global_embed_dim, device=device))
+            canvas = self.inpaint.sample(
+                conditions["masked_latents"].expand(n, -1, -1, -1), conditions["pose_canvas"].expand(n, -1, -1, -1),
+                conditions["image_tokens"].expand(n, -1, -1), global_embeds.expand(n, -1),
+                guidance_scale=scales["inpaint"], scheduler=self.sample.scheduler, num_inference_steps=steps,
+                generator=generator,
+                callback=observer("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1], steps))
+            coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (N, 3, H, W)
+        else:
+            coarse_fit = _Fit.of(*coarse_image.size, h, w)
+            coarse = to_tensor(coarse_fit.image_in(coarse_image.convert("RGB"), h, w)).to(device).expand(n, -1, -1, -1)
+        final = coarse
+        if "refine" in run:
+            conditions = self.refine.encode_conditions(self.encoders, source, coarse[:1] if coarse_image is not None else coarse)
+            refined = self.refine.sample(
+                conditions["coarse_latents"].expand(n, -1, -1, -1), conditions["image_tokens"].expand(n, -1, -1),
+                guidance_scale=scales["refine"], scheduler=self.sample.scheduler, num_inference_steps=steps,
+                generator=generator, callback=observer("refine", self.encoders.autoencoder.decode, steps))
+            final = self.encoders.autoencoder.decode(refined)
+        process = None
+        if return_process:
+            process = [to_pil(torch.cat(frames, dim=-1)[None])[0] for frames in strips]
+        return PCDMsOutput(
+            images=[fit.image_out(im) for im in to_pil(final)],
+            coarse_images=[fit.image_out(im) for im in to_pil(coarse)],
+            target_embeds=target_embeds,
+            process=process,
+            stages_run=run,
+        )
+
+    def _stages(self, stages: Sequence[str] | str, target_embeds: Any, coarse_image: Any) -> tuple[str, ...]:
+        if isinstance(stages, str) and stages in STAGE_NAMES:
+            stages = (stages,)
+        if isinstance(stages, str):
+            if stages not in ABLATIONS:
+                raise UserError(f"stages='{stages}' is not one of {', '.join(ABLATIONS)} (or a list of stage names)")
+            stages = ABLATIONS[stages]
+        unknown = [s for s in stages if s not in STAGE_NAMES]
+        if unknown:
+            raise UserError(f"unknown stage(s) {unknown}: choose from {', '.join(STAGE_NAMES)}")
+        run = tuple(s for s in STAGE_NAMES if s in stages)
+        if coarse_image is not None:
+            run = tuple(s for s in run if s == "refine")
+            if not run:
+                raise UserError("coarse_image is given, so only stage 3 can run: include 'refine' in stages")
+        elif "inpaint" not in run:
+            raise UserError("stage 2 (inpaint) is needed unless a coarse_image is given")
+        if target_embeds is not None:
+            run = tuple(s for s in run if s != "prior")
+        for name in run:
+            if getattr(self, name) is None:
+                raise UserError(f"stage '{name}' was asked for but this pipeline has no {name} model")
+        return run

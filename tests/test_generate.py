@@ -1,0 +1,127 @@
+"""`pcdms generate` / `pcdms refine`: one pair, whole splits that resume, per-item failures, output names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pcdms.cli import main
+from pcdms.config import load_config
+from pcdms.data.synth import generate as synth
+from pcdms.encoders import build_encoders
+from pcdms.generate import output_stem
+from pcdms.models.inpaint import InpaintModel
+from pcdms.models.prior import PriorModel
+from pcdms.models.refine import RefineModel
+from pcdms.pipeline import PCDMsPipeline
+from pcdms.pose import Pose, write_openpose_json
+
+FAST = ["--steps", "1", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    pipe = PCDMsPipeline(build_encoders(cfg.encoders), InpaintModel(cfg.inpaint), PriorModel(cfg.prior),
+                         RefineModel(cfg.refine), cfg.data.height, cfg.data.width, cfg.sample)
+    return pipe.save_pretrained(tmp_path_factory.mktemp("model"), cfg)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    synth(root, train_identities=1, test_identities=1, poses_per_identity=3, height=64, width=48, seed=2)
+    return root
+
+
+def test_saved_pipeline_reloads_with_identical_outputs(model_dir, samples_dir):
+    source = Image.open(samples_dir / "img2.png").convert("RGB")
+    pose = Pose.from_normalized(np.clip(np.random.default_rng(0).random((18, 2)), 0.1, 0.9), 256, 176)
+    outputs = []
+    for _ in range(2):
+        pipe = PCDMsPipeline.from_pretrained(model_dir)
+        outputs.append(pipe(source, pose, pose, num_inference_steps=2, generator=torch.Generator().manual_seed(1)))
+    assert np.array_equal(np.asarray(outputs[0].images[0]), np.asarray(outputs[1].images[0]))
+
+
+def test_one_pair_from_json_pose_writes_image_and_grid(tmp_path, model_dir, samples_dir):
+    pose = Pose.from_normalized(np.clip(np.random.default_rng(1).random((18, 2)), 0.1, 0.9), 256, 176)
+    write_openpose_json(tmp_path / "target.json", pose)
+    out = tmp_path / "out"
+    code = main(["generate", "--model", str(model_dir), "--source", str(samples_dir / "img1.png"),
+                 "--target-pose", str(tmp_path / "target.json"), "--source-pose", str(tmp_path / "target.json"),
+                 "--out", str(out), "--name", "me", "--process", *FAST])
+    assert code == 0
+    source = Image.open(samples_dir / "img1.png")
+    assert Image.open(out / "me.png").size == source.size  # back at the input's size
+    assert Image.open(out / "me_coarse.png").size == source.size
+    assert (out / "me_grid.png").is_file() and (out / "me_process.png").is_file()
+
+
+def test_split_generation_names_resumes_and_skips_finished_pairs(tmp_path, model_dir, data_root, monkeypatch):
+    out = tmp_path / "gen"
+    args = ["generate", "--model", str(model_dir), "--dataset", str(data_root), "--split", "test",
+            "--out", str(out), *FAST]
+    calls = []
+    killed = []
+    original = PCDMsPipeline.__call__
+
+    def interrupted(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3 and not killed:
+            killed.append(1)
+            raise KeyboardInterrupt  # the job is killed during its third pair
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(PCDMsPipeline, "__call__", interrupted)
+    assert main(args) == 130
+    finished = sorted(out.glob("*_to_*.png"))
+    assert len(finished) == 2 and not list(out.glob(".*.tmp"))
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    calls.clear()
+    assert main(args) == 0
+    assert len(calls) == 4  # 6 pairs: only the 4 unfinished ones are generated
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    names = {p.name for p in out.glob("*_to_*.png")}
+    from pcdms.data.formats import load_split
+
+    expected = {f"{output_stem(pr.source, pr.target)}.png" for pr in load_split(data_root, "test").pairs}
+    assert names == expected
+
+
+def test_num_samples_writes_sample_suffixes(tmp_path, model_dir, data_root):
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(model_dir), "--dataset", str(data_root), "--split", "test",
+                 "--limit", "1", "--num-samples", "2", "--out", str(out), *FAST]) == 0
+    assert sorted(p.name.rsplit("_", 1)[1] for p in out.glob("*.png")) == ["sample0.png", "sample1.png"]
+
+
+def test_refine_other_methods_images_reports_bad_items(tmp_path, model_dir, data_root, capsys):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    from pcdms.data.formats import load_split
+
+    pairs = load_split(data_root, "test").pairs[:2]
+    for pair in pairs:
+        Image.new("RGB", (48, 64), (200, 30, 30)).save(theirs / f"{output_stem(pair.source, pair.target)}.png")
+    Image.new("RGB", (48, 64)).save(theirs / "stranger_to_nobody.png")
+    out = tmp_path / "refined"
+    code = main(["refine", "--model", str(model_dir), "--images", str(theirs), "--dataset", str(data_root),
+                 "--split", "test", "--out", str(out), *FAST])
+    printed = capsys.readouterr().out
+    assert code == 1  # one bad item, reported by name; the others are done
+    assert "FAILED stranger_to_nobody.png" in printed and "2 written" in printed
+    assert len(list(out.glob("*.png"))) == 2
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path, model_dir, capsys):
+    assert main(["generate", "--model", str(model_dir), "--out", str(tmp_path), *FAST]) == 2
+    assert main(["generate", "--model", str(tmp_path / "none"), "--source", "x.png", "--target-pose", "y.json",
+                 "--out", str(tmp_path), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "config.yaml" in err[1]

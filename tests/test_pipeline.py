@@ -1,0 +1,120 @@
+"""PCDMsPipeline end to end on tiny random weights: stages, ablations, shapes, determinism, UNet calls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pcdms.config import load_config
+from pcdms.encoders import build_encoders
+from pcdms.errors import UserError
+from pcdms.models.inpaint import InpaintModel
+from pcdms.models.prior import PriorModel
+from pcdms.models.refine import RefineModel
+from pcdms.pipeline import PCDMsPipeline
+from pcdms.pose import Pose
+
+
+def _pose(seed: int, height: int = 256, width: int = 176) -> Pose:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform([20, 20], [width - 20, height - 20], size=(18, 2)).astype(np.float32)
+    xy[17] = -1  # one missing joint, as real annotations have
+    return Pose.from_pixels(xy, height, width)
+
+
+@pytest.fixture(scope="module")
+def pipe() -> PCDMsPipeline:
+    torch.manual_seed(0)
+    cfg = load_config("tiny")
+    stages = PriorModel(cfg.prior), InpaintModel(cfg.inpaint), RefineModel(cfg.refine)
+    return PCDMsPipeline(build_encoders(cfg.encoders), stages[1], stages[0], stages[2],
+                         cfg.data.height, cfg.data.width, cfg.sample)
+
+
+@pytest.fixture(scope="module")
+def source(samples_dir) -> Image.Image:
+    return Image.open(samples_dir / "img1.png").convert("RGB")
+
+
+def _spy(monkeypatch, pipe: PCDMsPipeline) -> dict[str, int]:
+    calls = {"prior": 0, "inpaint": 0, "refine": 0}
+    for name in calls:
+        model = getattr(pipe, name)
+        original = model.sample
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "sample", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [("B1", {"inpaint"}), ("B2", {"prior", "inpaint"}), ("B3", {"inpaint", "refine"}),
+     ("full", {"prior", "inpaint", "refine"})],
+)
+def test_each_ablation_calls_exactly_its_stages(monkeypatch, pipe, source, mode, expected):
+    calls = _spy(monkeypatch, pipe)
+    out = pipe(source, _pose(1), _pose(2), stages=mode, num_inference_steps=2,
+               generator=torch.Generator().manual_seed(0))
+    assert {name for name, n in calls.items() if n} == expected
+    assert all(n <= 1 for n in calls.values())
+    assert set(out.stages_run) == expected
+    assert (out.target_embeds is not None) == ("prior" in expected)
+
+
+def test_outputs_come_back_at_the_source_size_and_are_seeded(pipe, source):
+    kwargs = dict(num_inference_steps=2, num_samples=2)
+    a = pipe(source, _pose(1), _pose(2), generator=torch.Generator().manual_seed(3), **kwargs)
+    b = pipe(source, _pose(1), _pose(2), generator=torch.Generator().manual_seed(3), **kwargs)
+    assert len(a.images) == 2 and len(a.coarse_images) == 2
+    assert all(im.size == source.size for im in a.images + a.coarse_images)
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.images, b.images))
+    assert a.target_embeds.shape == (2, pipe.prior.cfg.embed_dim)
+
+
+def test_fed_inputs_skip_their_stages(monkeypatch, pipe, source):
+    calls = _spy(monkeypatch, pipe)
+    embeds = torch.randn(pipe.prior.cfg.embed_dim)
+    out = pipe(source, _pose(1), _pose(2), target_embeds=embeds, num_inference_steps=2)
+    assert calls == {"prior": 0, "inpaint": 1, "refine": 1}
+    assert torch.equal(out.target_embeds[0], embeds)
+    out = pipe(source, _pose(1), stages="refine", coarse_image=source.resize((88, 128)), num_inference_steps=2)
+    assert calls == {"prior": 0, "inpaint": 1, "refine": 2}
+    assert out.images[0].size == source.size
+
+
+def test_one_unet_call_per_step_per_stage_with_guidance(monkeypatch, pipe, source):
+    counts = {"inpaint": 0, "refine": 0}
+    for name in counts:
+        unet = getattr(pipe, name).unet
+        original = unet.forward
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            counts[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(unet, "forward", counted)
+    pipe(source, _pose(1), _pose(2), num_inference_steps=3, guidance_scale=2.0)
+    assert counts == {"inpaint": 3, "refine": 3}
+
+
+def test_diffusion_process_strip_and_callback(pipe, source):
+    seen = []
+    out = pipe(source, _pose(1), _pose(2), num_inference_steps=4, return_process=True, process_frames=3,
+               callback=lambda stage, i, t, latents, x0: seen.append((stage, i)))
+    assert [s for s in seen if s[0] == "inpaint"] == [("inpaint", i) for i in range(4)]
+    assert {s[0] for s in seen} == {"prior", "inpaint", "refine"}
+    strip = out.process[0]
+    assert strip.size == (pipe.width * 6, pipe.height)  # 3 frames of stage 2, then 3 of stage 3
+
+
+def test_bad_requests_are_user_errors(pipe, source):
+    with pytest.raises(UserError, match="B4"):
+        pipe(source, _pose(1), _pose(2), stages="B4")
+    with pytest.raises(UserError, match="coarse_image"):
+        pipe(source, _pose(1), _pose(2), stages=("prior",))
