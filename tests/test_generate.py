@@ -92,6 +92,7 @@ def test_split_generation_names_resumes_and_skips_finished_pairs(tmp_path, model
 
     expected = {f"{output_stem(pr.source, pr.target)}.png" for pr in load_split(data_root, "test").pairs}
     assert names == expected
+    assert (out / "config.yaml").is_file()  # the resolved config beside the outputs
 
 
 def test_num_samples_writes_sample_suffixes(tmp_path, model_dir, data_root):

@@ -132,6 +132,7 @@ class PCDMsPipeline:
         self.encoders, self.prior, self.inpaint, self.refine = encoders, prior, inpaint, refine
         self.height, self.width = height, width
         self.sample = sample or SampleConfig()
+        self.config: RunConfig | None = None  # the run config, when loaded from folders
 
     # ------------------------------------------------------------ loading
     @classmethod
@@ -149,8 +150,10 @@ class PCDMsPipeline:
                 raise UserError(f"{name} model folder '{folder}' has no config.json: give a training run's model/ folder")
             stages[name] = None if folder is None else stage_class(name).from_pretrained(folder, device=device, dtype=dtype)
         encoders = build_encoders(cfg.encoders).to(device, dtype)
-        return cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
+        pipe = cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
                    cfg.data.height, cfg.data.width, cfg.sample)
+        pipe.config = cfg
+        return pipe
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",

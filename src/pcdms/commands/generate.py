@@ -77,16 +77,20 @@ The refiner needs each image's SOURCE photo (its DINOv2 tokens guide the texture
     ref.set_defaults(func=run_refine)
 
 
-def load_pipeline(args: argparse.Namespace):
+def load_pipeline(args: argparse.Namespace, out: Path):
+    """The model of --model on --device, its resolved config saved beside the outputs in `out`."""
     import torch
 
+    from pcdms.config import save_config
     from pcdms.pipeline import PCDMsPipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
-    return PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
+    pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
+    save_config(pipe.config, out)
+    return pipe
 
 
 def load_pose(path: str, what: str):
@@ -115,7 +119,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, out)
     call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
     if args.dataset:
         items = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
@@ -194,7 +198,7 @@ def run_refine(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(args)
+    pipe = load_pipeline(args, out)
     items = refine_items(pipe, files, out, source_for, args.seed,
                          num_inference_steps=args.steps, guidance_scale=args.guidance)
     report = run_items(items, "refine", progress=not args.no_progress)
