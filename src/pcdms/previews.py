@@ -1,6 +1,7 @@
 """Periodic previews during training: what a person checks to see a run is learning.
 
-- prior: cosine similarity between the sampled and the true target CLIP embedding (logged; no image);
+- prior: cosine similarity between the sampled and the true target CLIP embedding, beside that of the
+  source's own embedding, the baseline a useful prior beats (logged; no image);
 - inpaint: a grid source | target pose | generated | ground truth, from the true target embedding;
 - refine: a grid source | coarse input | refined | ground truth.
 The same few pairs every time (the first of the test split when there is one), sampled with a fixed seed.
@@ -49,8 +50,10 @@ def write_preview(stage: str, model: Any, encoders: Any, batch: dict[str, Any], 
         source_embeds = encoders.clip(batch["source_image"].to(encoders.clip.device))
         sampled = model.sample(source_embeds, batch["source_keypoints"], batch["target_keypoints"],
                                guidance_scale=scale, scheduler=scheduler, num_inference_steps=steps, generator=generator)
-        cosine = torch.nn.functional.cosine_similarity(sampled.float(), target_embeds.float()).mean()
-        return {"preview/embedding_cosine": float(cosine)}
+        cosine = torch.nn.functional.cosine_similarity
+        # the baseline is "copy the source's embedding": a useful prior beats it
+        return {"preview/embedding_cosine": float(cosine(sampled.float(), target_embeds.float()).mean()),
+                "preview/source_copy_cosine": float(cosine(source_embeds.float(), target_embeds.float()).mean())}
     if stage == "inpaint":
         cond = model.encode_conditions(encoders, batch["source_image"], batch["source_pose_image"],
                                        batch["target_pose_image"])
