@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_config
-from pcdms.data.canvas import make_canvas, masked_canvas, split_canvas
+from pcdms.data.canvas import split_canvas
 from pcdms.encoders import Encoders, build_encoders
 from pcdms.errors import UserError
 from pcdms.pose import Pose
@@ -85,6 +85,17 @@ class _Fit:
         full = image.resize(self.padded, Image.Resampling.BICUBIC)
         left, top = self.offset
         return full.crop((left, top, left + self.size[0], top + self.size[1]))
+
+
+def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders | None = None) -> list[str]:
+    """Save the CLIP/DINOv2 encoders whose `pretrained_path` is null into `folder/encoders/<name>`, so a model
+    folder trained with random-weight encoders is self-contained. Returns the names saved."""
+    random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).pretrained_path is None]
+    if random:
+        encoders = encoders or build_encoders(cfg.encoders)
+        for name in random:
+            getattr(encoders, name).model.save_pretrained(Path(folder) / "encoders" / name)
+    return random
 
 
 def extract_pose(image: Image.Image, what: str) -> Pose:
@@ -186,9 +197,7 @@ class PCDMsPipeline:
         for name in STAGE_NAMES:
             if getattr(self, name) is not None:
                 getattr(self, name).save_pretrained(root / name)
-        for name in ("clip", "dino"):
-            if getattr(cfg.encoders, name).pretrained_path is None:
-                getattr(self.encoders, name).model.save_pretrained(root / "encoders" / name)
+        save_random_encoders(cfg, root, self.encoders)
         return root
 
     # ------------------------------------------------------------ inference

@@ -18,13 +18,16 @@ Combine the stages of separate training runs (each run's model/ folder) and the 
 config into one folder for `pcdms generate --model DIR`:
   pcdms assemble --config demo --prior runs/prior/model --inpaint runs/inpaint/model \\
                  --refine runs/refine/model --out my-model
-Random-weight encoders (pretrained_path: null) are saved inside the folder, so it is self-contained;
-pretrained encoders stay referenced by their paths in config.yaml.""",
+Stage files are hard-linked (copied across file systems), each stage's settings come from its folder
+and are checked against the config's encoders. Random-weight encoders (pretrained_path: null) are
+saved inside the folder, so it is self-contained; pretrained encoders stay referenced by their paths
+in config.yaml. A stage already inside OUT (OUT/prior, ...) need not be named again.""",
     )
-    parser.add_argument("--inpaint", required=True, help="stage-2 model folder (required)")
+    parser.add_argument("--inpaint", default=None, help="stage-2 model folder (required unless OUT/inpaint exists)")
     parser.add_argument("--prior", default=None, help="stage-1 model folder (optional: B1/B3 without it)")
     parser.add_argument("--refine", default=None, help="stage-3 model folder (optional)")
     parser.add_argument("--out", required=True, help="the model folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace stage folders already in OUT")
     add_config_args(parser)
     parser.set_defaults(func=run)
 
@@ -33,9 +36,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if dry_run(args, cfg):
         return 0
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.config import load_config
+    from pcdms.convert import assemble_model
+    from pcdms.pipeline import save_random_encoders
 
-    pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, prior=args.prior, refine=args.refine)
-    out = pipe.save_pretrained(args.out, cfg)
-    print(f"wrote {out}")
+    stages = {"prior": args.prior, "inpaint": args.inpaint, "refine": args.refine}
+    out = assemble_model(args.out, cfg, stages, overwrite=args.overwrite)
+    saved = save_random_encoders(load_config(str(out / "config.yaml")), out)
+    present = [s for s in stages if (out / s / "config.json").is_file()]
+    extra = f" and random-weight encoders {', '.join(saved)}" if saved else ""
+    print(f"wrote {out}: config.yaml, {', '.join(s + '/' for s in present)}{extra}\n"
+          f"run it with: pcdms generate --model {out} --source PHOTO --target-pose POSE --out OUTDIR")
     return 0

@@ -26,7 +26,7 @@ from pcdms import diffusion
 from pcdms.config import InpaintConfig
 from pcdms.data.canvas import make_canvas, make_inpaint_mask, masked_canvas
 from pcdms.encoders import Encoders
-from pcdms.models.blocks import PoseAddedConvIn, PoseConditioningEmbedding, TokenMLP, build_unet, eval_mode
+from pcdms.models.blocks import PoseAddedConvIn, PoseConditioningEmbedding, TokenMLP, build_unet
 from pcdms.models.io import StageModel
 
 
@@ -146,7 +146,6 @@ class InpaintModel(StageModel):
         (`pcdms.data.canvas.split_canvas` after decoding). Shapes as in `forward`; `mask` is built when None.
         `latents`: optional standard-normal start noise; otherwise drawn from `generator`.
         """
-        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
         cond = self._conditions(masked_latents, pose_canvas, image_tokens)
         if mask is not None:
             cond["mask"] = mask.to(self.device, self.dtype)
@@ -156,9 +155,5 @@ class InpaintModel(StageModel):
         if latents is None:
             latents = diffusion.randn(masked_latents.shape, generator, self.device, self.dtype)
 
-        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
-
-        with eval_mode(self):
-            return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
-                                         generator, callback)
+        return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
+                                callback)

@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from pcdms import configio
+from pcdms import configio, diffusion
 from pcdms.diffusion import make_scheduler
 from pcdms.errors import UserError
-from pcdms.models.blocks import without_pretrained_paths
+from pcdms.models.blocks import eval_mode, without_pretrained_paths
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,6 +56,28 @@ class StageModel(nn.Module):
             with torch.device("cpu"):  # not on "meta" when the model was built for loading
                 self._noise_scheduler = make_scheduler("ddpm", self.cfg.schedule)
         return self._noise_scheduler
+
+    def guided_sample(
+        self,
+        scheduler: str | Any,
+        cond: dict[str, torch.Tensor],
+        uncond: dict[str, torch.Tensor],
+        latents: torch.Tensor,
+        guidance_scale: float,
+        num_inference_steps: int,
+        generator: diffusion.Generator = None,
+        callback: diffusion.StepCallback | None = None,
+    ) -> torch.Tensor:
+        """The one sampling loop of every stage: `diffusion.sample_loop` from `latents` (standard normal) with
+        classifier-free guidance batched into one call per step, in eval mode (the mode is restored after)."""
+        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
+
+        with eval_mode(self):
+            return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
+                                         generator, callback)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` into `folder` (created if needed)."""

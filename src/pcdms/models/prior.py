@@ -27,7 +27,7 @@ from pcdms import diffusion
 from pcdms.config import PriorConfig, require_folder
 from pcdms.encoders import Encoders
 from pcdms.errors import UserError
-from pcdms.models.blocks import PoseMLP, eval_mode
+from pcdms.models.blocks import PoseMLP
 from pcdms.models.io import StageModel
 
 NUM_TOKENS = 6  # 2 condition tokens ("num_embeddings" in the authors' code) + 4 additional
@@ -142,7 +142,6 @@ class PriorModel(StageModel):
         `latents`: optional start noise (B, D), standard normal; otherwise drawn from `generator` (one
         generator per sample reproduces single calls). The callback sees normalised latents.
         """
-        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
         cond = {"source_embeds": source_embeds, "source_keypoints": source_keypoints,
                 "target_keypoints": target_keypoints}
         cond = {k: v.to(self.device, self.dtype) for k, v in cond.items()}
@@ -151,12 +150,8 @@ class PriorModel(StageModel):
         if latents is None:
             latents = diffusion.randn(shape, generator, self.device, self.dtype)
 
-        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
-
-        with eval_mode(self):
-            x0 = diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
-                                       generator, callback)
+        x0 = self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
+                                callback)
         return self.denormalize(x0)
 
     # ------------------------------------------------------------ initialisation

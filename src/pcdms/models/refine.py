@@ -23,7 +23,7 @@ from pcdms import diffusion
 from pcdms.config import RefineConfig
 from pcdms.encoders import Encoders
 from pcdms.errors import UserError
-from pcdms.models.blocks import TokenMLP, build_unet, eval_mode
+from pcdms.models.blocks import TokenMLP, build_unet
 from pcdms.models.io import StageModel
 
 
@@ -102,7 +102,6 @@ class RefineModel(StageModel):
     ) -> torch.Tensor:
         """Refined latents (B, C, h, w), guided per paper Eq. 8 (see the module docstring for the coarse
         latent in the unconditional branch). `latents`: optional standard-normal start noise."""
-        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
         cond = {"coarse_latents": coarse_latents.to(self.device, self.dtype),
                 "image_tokens": image_tokens.to(self.device, self.dtype)}
         coarse = cond["coarse_latents"]
@@ -111,9 +110,5 @@ class RefineModel(StageModel):
         if latents is None:
             latents = diffusion.randn(coarse_latents.shape, generator, self.device, self.dtype)
 
-        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
-
-        with eval_mode(self):
-            return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
-                                         generator, callback)
+        return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
+                                callback)
