@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped demo model from scratch on the CPU (the `demo` preset, synthetic people at 128x88) and
 # assemble it into src/pcdms/assets/demo/model. Reproducible: fixed seeds throughout.
-# Usage: scripts/train_demo.sh [WORK_DIR]   (about 75 minutes on 2 CPU cores; a GPU makes it minutes)
+# Usage: scripts/train_demo.sh [WORK_DIR]   (about an hour on 2 idle CPU cores; a GPU makes it minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
@@ -11,10 +11,10 @@ DATA=$WORK/data
 [ -f "$DATA/synth-pairs-train.csv" ] || $PCDMS data synth --out "$DATA" --train-ids 160 --test-ids 8 --poses 4 \
     --height 128 --width 88 --seed 0 --preview
 $PCDMS train --stage prior --config demo data.root="$DATA" train.max_steps=2000 --out "$WORK/prior" --resume
-$PCDMS train --stage inpaint --config demo data.root="$DATA" train.max_steps=4000 --out "$WORK/inpaint" --resume
+$PCDMS train --stage inpaint --config demo data.root="$DATA" train.max_steps=3000 --out "$WORK/inpaint" --resume
 $PCDMS export-coarse --config demo data.root="$DATA" --inpaint "$WORK/inpaint/model" --out "$WORK/coarse" \
     sample.num_inference_steps=10
-$PCDMS train --stage refine --config demo data.root="$DATA" data.coarse_dir="$WORK/coarse" train.max_steps=3000 \
+$PCDMS train --stage refine --config demo data.root="$DATA" data.coarse_dir="$WORK/coarse" train.max_steps=2000 \
     --out "$WORK/refine" --resume
 $PCDMS assemble --config demo --prior "$WORK/prior/model" --inpaint "$WORK/inpaint/model" \
     --refine "$WORK/refine/model" --out src/pcdms/assets/demo/model
