@@ -126,3 +126,15 @@ def test_a_list_of_generators_draws_each_sample_from_its_own_seed():
 def test_zero_inference_steps_is_a_user_error():
     with pytest.raises(UserError, match="at least 1"):
         diffusion.sample_loop(lambda x, t: x, diffusion.make_scheduler("ddim", EPS), torch.zeros(1, 2), 0)
+
+
+def test_latent_clip_bounds_each_predicted_clean_sample():
+    """`sample.latent_clip`: every step's x0 is clipped to [-v, v] (pixel-like latents); ddim/ddpm only."""
+    sched = diffusion.make_scheduler("ddim", EPS, clip_range=0.5)
+    assert sched.config.clip_sample and sched.config.clip_sample_range == 0.5
+    wild = lambda x, t: torch.full_like(x, -40.0)  # noqa: E731 - a network whose x0 estimates explode
+    out = diffusion.sample_loop(wild, sched, torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), 5)
+    assert out.abs().max() <= 0.5 + 1e-5
+    assert not diffusion.make_scheduler("ddim", EPS).config.clip_sample
+    with pytest.raises(UserError, match="latent_clip"):
+        diffusion.make_scheduler("unipc", EPS, clip_range=1.0)

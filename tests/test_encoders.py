@@ -116,3 +116,18 @@ def test_random_encoders_are_the_same_in_every_run_and_leave_the_rng_alone():
     torch.manual_seed(1)
     build_encoders(cfg)
     assert torch.equal(torch.rand(3), after)  # building encoders consumed none of the caller's RNG
+
+
+def test_dino_normalization_can_follow_the_authors_clip_statistics():
+    from pcdms.config import load_config
+    from pcdms.encoders import CLIP_MEAN, CLIP_STD
+
+    cfg = load_config("tiny").encoders.dino
+    torch.manual_seed(0)
+    imagenet = DinoEncoder(cfg)
+    clip = DinoEncoder(dataclasses.replace(cfg, normalization="clip"))
+    clip.load_state_dict(imagenet.state_dict())
+    images = torch.rand(1, 3, 64, 48) * 2 - 1
+    expected = imagenet.model(pixel_values=square_resize(images, cfg.image_size, CLIP_MEAN, CLIP_STD)).last_hidden_state
+    assert torch.allclose(clip(images), expected, atol=1e-6)
+    assert not torch.allclose(imagenet(images), expected, atol=1e-6)

@@ -180,3 +180,17 @@ def test_stage_two_overfits_one_batch(samples_dir):
     model, enc, batch = build(), tiny_encoders(), make_batch(samples_dir, height=32, width=24)
     first, last = overfit(model, lambda g: model.training_loss(batch, enc, g), steps=100, lr=2e-3)
     assert last < 0.05 * first, (first, last)
+
+
+def test_signed_pose_range_feeds_the_skeleton_in_minus_one_to_one(samples_dir):
+    """`pose_image_range: signed` (authors' checkpoints) equals the unit-range model given 2 * pose - 1."""
+    cond = conditions(samples_dir)
+    unit, signed = build(), build(pose_image_range="signed")
+    torch.nn.init.normal_(unit.pose_proj.conv_out.weight, std=0.1)  # non-zero pose branch: the range matters
+    signed.load_state_dict(unit.state_dict())
+    x, t = torch.randn_like(cond["masked_latents"]), torch.tensor([500, 20])
+    args = {k: cond[k] for k in ("mask", "masked_latents", "image_tokens", "global_embeds")}
+    with torch.no_grad():
+        expected = unit(x, t, pose_canvas=cond["pose_canvas"] * 2 - 1, **args)
+        assert torch.allclose(signed(x, t, pose_canvas=cond["pose_canvas"], **args), expected, atol=1e-6)
+        assert not torch.allclose(unit(x, t, pose_canvas=cond["pose_canvas"], **args), expected, atol=1e-6)

@@ -118,3 +118,12 @@ def test_bad_requests_are_user_errors(pipe, source):
         pipe(source, _pose(1), _pose(2), stages="B4")
     with pytest.raises(UserError, match="coarse_image"):
         pipe(source, _pose(1), _pose(2), stages=("prior",))
+
+
+def test_stretch_fit_squashes_like_the_authors_and_returns_the_input_size(pipe, source):
+    pipe.stretch = True
+    try:
+        out = pipe(source, _pose(1), _pose(2), num_inference_steps=1)
+    finally:
+        pipe.stretch = False
+    assert out.images[0].size == source.size

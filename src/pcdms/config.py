@@ -105,6 +105,7 @@ class InpaintConfig:
     pose_embed_channels: tuple[int, ...] = (16, 32, 96, 256)  # one stride-2 step between entries
     cond_drop_prob: float = 0.1  # DINOv2 tokens and global embedding, independently
     noise_offset: float = 0.0
+    pose_image_range: Literal["unit", "signed"] = "unit"  # skeleton canvas fed in [0, 1], or in [-1, 1] (authors)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
@@ -171,6 +172,7 @@ class DinoConfig:
     num_attention_heads: int = 24
     mlp_ratio: int = 4
     use_swiglu_ffn: bool = True
+    normalization: Literal["imagenet", "clip"] = "imagenet"  # input mean/std; the authors fed CLIP's
 
 
 @dataclass
@@ -189,6 +191,7 @@ class DataConfig:
     format: Literal["auto", "patn", "gfla", "authors"] = "auto"
     height: int = 256  # model input size; images are resized to it
     width: int = 176
+    fit: Literal["pad", "stretch"] = "pad"  # inference: an image of another aspect is padded, or squashed (authors)
     train_split: str = "train"
     test_split: str = "test"
     flip_prob: float = 0.0  # horizontal flip augmentation (keypoints swap left/right)
@@ -231,6 +234,9 @@ class SampleConfig:
     refine_guidance_scale: float = 2.0
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # Clip each step's predicted clean latent of stages 2 and 3 to [-v, v] (ddim/ddpm). Off for VAE latents;
+    # space-to-depth latents are pixels times encoders.autoencoder.scaling_factor, so v = that factor.
+    latent_clip: float | None = None
 
 
 @dataclass

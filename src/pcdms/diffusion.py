@@ -39,12 +39,16 @@ StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 SCHEDULERS = ("ddim", "unipc", "ddpm", "euler", "dpm")
 
 
-def make_scheduler(name: str, schedule: ScheduleConfig) -> Any:
+def make_scheduler(name: str, schedule: ScheduleConfig, clip_range: float | None = None) -> Any:
     """A diffusers scheduler `name` (one of SCHEDULERS) over the betas of `schedule`.
 
-    `ddpm` is also the training scheduler (`add_noise`, `get_velocity`). Sample clipping is off: latents
-    and normalised CLIP embeddings are not confined to [-1, 1].
+    `ddpm` is also the training scheduler (`add_noise`, `get_velocity`). Sample clipping is off unless
+    `clip_range` is given (ddim and ddpm only): VAE latents and normalised CLIP embeddings are not confined
+    to a range, pixel-like latents (space-to-depth) are.
     """
+    if clip_range is not None and name not in ("ddim", "ddpm"):
+        raise UserError(f"sample.latent_clip works with the ddim and ddpm schedulers, not '{name}'")
+    clip = {"clip_sample": clip_range is not None, "clip_sample_range": clip_range or 1.0}
     common: dict[str, Any] = dict(
         num_train_timesteps=schedule.num_train_timesteps,
         beta_schedule=schedule.beta_schedule,
@@ -54,9 +58,9 @@ def make_scheduler(name: str, schedule: ScheduleConfig) -> Any:
         timestep_spacing="trailing",
     )
     if name == "ddpm":
-        return DDPMScheduler(**common, clip_sample=False)
+        return DDPMScheduler(**common, **clip)
     if name == "ddim":
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+        return DDIMScheduler(**common, **clip, set_alpha_to_one=True, steps_offset=0)
     if name == "unipc":
         return UniPCMultistepScheduler(**common, final_sigmas_type="zero")
     if name == "dpm":

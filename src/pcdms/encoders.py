@@ -75,7 +75,7 @@ def _load(cls: type, path: str, what: str, key: str, subfolder: str | None = Non
         folder = folder / subfolder
     try:
         return cls.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: transformers 5 on a shape mismatch
         raise UserError(f"cannot load {what} from '{folder}' (config key {key}): {err}") from None
 
 
@@ -115,6 +115,7 @@ class DinoEncoder(FrozenEncoder):
     def __init__(self, cfg: DinoConfig) -> None:
         super().__init__()
         self.image_size = cfg.image_size
+        self.normalization = cfg.normalization
         if cfg.pretrained_path is None:
             config = Dinov2Config(
                 hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
@@ -129,7 +130,8 @@ class DinoEncoder(FrozenEncoder):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = square_resize(images, self.image_size, IMAGENET_MEAN, IMAGENET_STD).to(self.dtype)
+        mean, std = (CLIP_MEAN, CLIP_STD) if self.normalization == "clip" else (IMAGENET_MEAN, IMAGENET_STD)
+        pixels = square_resize(images, self.image_size, mean, std).to(self.dtype)
         return self.model(pixel_values=pixels).last_hidden_state
 
 

@@ -61,8 +61,10 @@ class _Fit:
     offset: tuple[int, int]
 
     @classmethod
-    def of(cls, width: int, height: int, model_h: int, model_w: int) -> _Fit:
+    def of(cls, width: int, height: int, model_h: int, model_w: int, stretch: bool = False) -> _Fit:
         aspect = model_w / model_h
+        if stretch:  # the authors' way: squash any aspect into the model frame
+            return cls((width, height), (width, height), (0, 0))
         if width / height > aspect:  # too wide: pad top and bottom
             padded = (width, round(width / aspect))
         else:
@@ -139,8 +141,10 @@ class PCDMsPipeline:
         height: int = 256,
         width: int = 176,
         sample: SampleConfig | None = None,
+        fit: str = "pad",
     ) -> None:
         self.encoders, self.prior, self.inpaint, self.refine = encoders, prior, inpaint, refine
+        self.stretch = fit == "stretch"
         self.height, self.width = height, width
         self.sample = sample or SampleConfig()
         self.config: RunConfig | None = None  # the run config, when loaded from folders
@@ -162,7 +166,7 @@ class PCDMsPipeline:
             stages[name] = None if folder is None else stage_class(name).from_pretrained(folder, device=device, dtype=dtype)
         encoders = build_encoders(cfg.encoders).to(device, dtype)
         pipe = cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
-                   cfg.data.height, cfg.data.width, cfg.sample)
+                   cfg.data.height, cfg.data.width, cfg.sample, cfg.data.fit)
         pipe.config = cfg
         return pipe
 
@@ -185,7 +189,7 @@ class PCDMsPipeline:
 
     def embed_image(self, image: Image.Image) -> torch.Tensor:
         """CLIP image embedding (1, D) of an image as the pipeline sees it (fitted to the model frame)."""
-        fit = _Fit.of(*image.size, self.height, self.width)
+        fit = _Fit.of(*image.size, self.height, self.width, self.stretch)
         pixels = to_tensor(fit.image_in(image.convert("RGB"), self.height, self.width))
         return self.encoders.clip(pixels.to(self.encoders.clip.device))
 
@@ -236,7 +240,7 @@ class PCDMsPipeline:
                   for name in STAGE_NAMES}
         h, w, n = self.height, self.width, num_samples
         source_image = source_image.convert("RGB")
-        fit = _Fit.of(*source_image.size, h, w)
+        fit = _Fit.of(*source_image.size, h, w, self.stretch)
         device = self.inpaint.device
         source = to_tensor(fit.image_in(source_image, h, w)).to(device)  # (1, 3, H, W)
         strips: list[list[torch.Tensor]] = [[] for _ in range(n)]
@@ -254,7 +258,7 @@ class PCDMsPipeline:
 
         coarse = None
         if "inpaint" in run:
-            tgt_fit = _Fit.of(target_pose.width, target_pose.height, h, w)
+            tgt_fit = _Fit.of(target_pose.width, target_pose.height, h, w, self.stretch)
             src_kp, src_render = pose_tensor(fit.pose_in(source_pose, h, w), h, w)
             tgt_kp, tgt_render = pose_tensor(tgt_fit.pose_in(target_pose, h, w), h, w)
             if "prior" in run:
@@ -272,19 +276,19 @@ class PCDMsPipeline:
             canvas = self.inpaint.sample(
                 conditions["masked_latents"].expand(n, -1, -1, -1), conditions["pose_canvas"].expand(n, -1, -1, -1),
                 conditions["image_tokens"].expand(n, -1, -1), global_embeds.expand(n, -1),
-                guidance_scale=scales["inpaint"], scheduler=self.sample.scheduler, num_inference_steps=steps,
+                guidance_scale=scales["inpaint"], scheduler=self._scheduler(self.inpaint), num_inference_steps=steps,
                 generator=generator,
                 callback=observer("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1], steps))
             coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (N, 3, H, W)
         else:
-            coarse_fit = _Fit.of(*coarse_image.size, h, w)
+            coarse_fit = _Fit.of(*coarse_image.size, h, w, self.stretch)
             coarse = to_tensor(coarse_fit.image_in(coarse_image.convert("RGB"), h, w)).to(device).expand(n, -1, -1, -1)
         final = coarse
         if "refine" in run:
             conditions = self.refine.encode_conditions(self.encoders, source, coarse[:1] if coarse_image is not None else coarse)
             refined = self.refine.sample(
                 conditions["coarse_latents"].expand(n, -1, -1, -1), conditions["image_tokens"].expand(n, -1, -1),
-                guidance_scale=scales["refine"], scheduler=self.sample.scheduler, num_inference_steps=steps,
+                guidance_scale=scales["refine"], scheduler=self._scheduler(self.refine), num_inference_steps=steps,
                 generator=generator, callback=observer("refine", self.encoders.autoencoder.decode, steps))
             final = self.encoders.autoencoder.decode(refined)
         process = None
@@ -297,6 +301,12 @@ class PCDMsPipeline:
             process=process,
             stages_run=run,
         )
+
+    def _scheduler(self, stage: Any) -> Any:
+        """The sampling scheduler of a UNet stage, with `sample.latent_clip` applied."""
+        from pcdms.diffusion import make_scheduler
+
+        return make_scheduler(self.sample.scheduler, stage.cfg.schedule, self.sample.latent_clip)
 
     def _stages(self, stages: Sequence[str] | str, target_embeds: Any, coarse_image: Any) -> tuple[str, ...]:
         if isinstance(stages, str) and stages in STAGE_NAMES:

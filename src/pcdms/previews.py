@@ -43,7 +43,11 @@ def write_preview(stage: str, model: Any, encoders: Any, batch: dict[str, Any], 
                   path: Path) -> dict[str, float]:
     """Sample the preview batch with `model`; write the grid to `path` (inpaint/refine); return scalars to log."""
     generator = torch.Generator(device=model.device).manual_seed(0)
-    steps, scheduler = cfg.sample.num_inference_steps, cfg.sample.scheduler
+    from pcdms.diffusion import make_scheduler
+
+    steps = cfg.sample.num_inference_steps
+    scheduler = make_scheduler(cfg.sample.scheduler, model.cfg.schedule,
+                               None if stage == "prior" else cfg.sample.latent_clip)
     scale = getattr(cfg.sample, f"{stage}_guidance_scale")
     target_embeds = encoders.clip(batch["target_image"].to(encoders.clip.device)).to(model.device)
     if stage == "prior":

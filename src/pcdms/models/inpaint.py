@@ -66,6 +66,8 @@ class InpaintModel(StageModel):
         global_embeds: (B, global_embed_dim) CLIP embedding (unnormalised).
         """
         dtype = self.dtype
+        if self.cfg.pose_image_range == "signed":  # the authors' checkpoints saw the skeleton in [-1, 1]
+            pose_canvas = pose_canvas * 2 - 1
         pose_features = self.pose_proj(pose_canvas.to(dtype))  # (B, c0, h, 2w)
         if pose_features.shape[-2:] != noisy_latents.shape[-2:]:
             raise ValueError(f"pose canvas {tuple(pose_canvas.shape[-2:])} gives features of size "

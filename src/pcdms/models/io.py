@@ -128,21 +128,11 @@ class StageModel(nn.Module):
 
 
 def read_authors_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensor state dict of a checkpoint file: safetensors, or a torch file read with weights_only."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint file '{path}' not found")
-    if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # a foreign file: report, never fall back to unsafe unpickling
-        raise UserError(f"cannot read '{path}' safely as tensors (torch.load weights_only=True): {err}") from None
-    if isinstance(data, dict) and isinstance(data.get("module"), dict):
-        data = data["module"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise UserError(f"'{path}' holds no state dict (expected tensors, or a DeepSpeed file with 'module')")
-    return {k.removeprefix("module."): v for k, v in data.items()}
+    """The tensor state dict of a checkpoint file, read safely (`pcdms.convert.read_checkpoint`: refuses code
+    payloads, truncated files and files without tensors)."""
+    from pcdms.convert import read_checkpoint  # convert builds on these models: imported when used
+
+    return read_checkpoint(path).state
 
 
 def _check_and_copy(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
