@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped demo model from scratch on the CPU (the `demo` preset, synthetic people at 128x88) and
+# Train the shipped demo model from scratch on the CPU (the `demo` preset, synthetic people at 64x44) and
 # assemble it into src/pcdms/assets/demo/model. Reproducible: fixed seeds throughout.
 # Usage: scripts/train_demo.sh [WORK_DIR]   (about an hour on 2 idle CPU cores; a GPU makes it minutes)
 set -euo pipefail
@@ -9,7 +9,7 @@ PCDMS=${PCDMS:-.venv/bin/pcdms}
 export HF_HUB_OFFLINE=1
 DATA=$WORK/data
 [ -f "$DATA/synth-pairs-train.csv" ] || $PCDMS data synth --out "$DATA" --train-ids 160 --test-ids 8 --poses 4 \
-    --height 128 --width 88 --seed 0 --preview
+    --height 64 --width 44 --seed 0 --preview
 $PCDMS train --stage prior --config demo data.root="$DATA" train.max_steps=2000 --out "$WORK/prior" --resume
 $PCDMS train --stage inpaint --config demo data.root="$DATA" train.max_steps=3000 --out "$WORK/inpaint" --resume
 $PCDMS export-coarse --config demo data.root="$DATA" --inpaint "$WORK/inpaint/model" --out "$WORK/coarse" \
