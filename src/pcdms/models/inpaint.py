@@ -31,7 +31,8 @@ from pcdms.models.io import StageModel
 
 
 class InpaintModel(StageModel):
-    """Stage-2 UNet with pose embedding, image-token MLP and global embedding; predicts noise (eps)."""
+    """Stage-2 UNet with pose embedding, image-token MLP and global embedding; predicts noise (eps, the paper)
+    or v, per `cfg.schedule.prediction_type`."""
 
     stage = "inpaint"
     config_class = InpaintConfig

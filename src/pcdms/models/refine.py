@@ -28,7 +28,8 @@ from pcdms.models.io import StageModel
 
 
 class RefineModel(StageModel):
-    """Stage-3 UNet conditioned on the coarse image (channel concat) and DINOv2 tokens; predicts noise."""
+    """Stage-3 UNet conditioned on the coarse image (channel concat) and DINOv2 tokens; predicts noise (eps, the
+    paper) or v, per `cfg.schedule.prediction_type`."""
 
     stage = "refine"
     config_class = RefineConfig
