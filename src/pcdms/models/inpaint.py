@@ -122,12 +122,7 @@ class InpaintModel(StageModel):
     def loss(self, latents: torch.Tensor, conditions: dict[str, torch.Tensor],
              generator: diffusion.Generator = None) -> torch.Tensor:
         """The loss on encoded tensors: canvas latents (B, C, h, 2w) and the `forward` conditions."""
-        if self.training:
-            dropped = diffusion.drop_conditions(
-                {k: conditions[k] for k in ("image_tokens", "global_embeds")}, self.cfg.cond_drop_prob, generator)
-            conditions = {**conditions, **dropped}
-        return diffusion.denoising_loss(self, self.noise_scheduler, latents.to(self.dtype), self.cfg.noise_offset,
-                                        generator, **conditions)
+        return self.conditional_loss(latents, conditions, ("image_tokens", "global_embeds"), generator)
 
     # ------------------------------------------------------------ sampling
     @torch.no_grad()

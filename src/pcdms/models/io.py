@@ -57,6 +57,17 @@ class StageModel(nn.Module):
                 self._noise_scheduler = make_scheduler("ddpm", self.cfg.schedule)
         return self._noise_scheduler
 
+    def conditional_loss(self, clean: torch.Tensor, conditions: dict[str, torch.Tensor], droppable: tuple[str, ...],
+                         generator: diffusion.Generator = None) -> torch.Tensor:
+        """The denoising loss of every stage: in training mode each condition named in `droppable` is zeroed
+        per sample with probability `cfg.cond_drop_prob`, independently (classifier-free guidance training)."""
+        if self.training:
+            dropped = diffusion.drop_conditions({k: conditions[k] for k in droppable}, self.cfg.cond_drop_prob,
+                                                generator)
+            conditions = {**conditions, **dropped}
+        return diffusion.denoising_loss(self, self.noise_scheduler, clean.to(self.dtype), self.cfg.noise_offset,
+                                        generator, **conditions)
+
     def guided_sample(
         self,
         scheduler: str | Any,

@@ -118,10 +118,8 @@ class PriorModel(StageModel):
         """The loss on already-encoded CLIP embeddings (B, D) and keypoints (B, K, 2)."""
         conditions = {"source_embeds": source_embeds, "source_keypoints": source_keypoints,
                       "target_keypoints": target_keypoints}
-        if self.training:
-            conditions = diffusion.drop_conditions(conditions, self.cfg.cond_drop_prob, generator)
-        clean = self.normalize(target_embeds.to(self.dtype))
-        return diffusion.denoising_loss(self, self.noise_scheduler, clean, self.cfg.noise_offset, generator, **conditions)
+        return self.conditional_loss(self.normalize(target_embeds.to(self.dtype)), conditions, tuple(conditions),
+                                     generator)
 
     # ------------------------------------------------------------ sampling
     @torch.no_grad()

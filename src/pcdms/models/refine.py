@@ -81,12 +81,7 @@ class RefineModel(StageModel):
     def loss(self, latents: torch.Tensor, conditions: dict[str, torch.Tensor],
              generator: diffusion.Generator = None) -> torch.Tensor:
         """The loss on encoded tensors: target latents (B, C, h, w) and the `forward` conditions."""
-        if self.training:
-            dropped = diffusion.drop_conditions({"image_tokens": conditions["image_tokens"]},
-                                                self.cfg.cond_drop_prob, generator)
-            conditions = {**conditions, **dropped}
-        return diffusion.denoising_loss(self, self.noise_scheduler, latents.to(self.dtype), self.cfg.noise_offset,
-                                        generator, **conditions)
+        return self.conditional_loss(latents, conditions, ("image_tokens",), generator)
 
     @torch.no_grad()
     def sample(
