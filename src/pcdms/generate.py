@@ -118,10 +118,12 @@ def dataset_items(
             src_image, src_pose = _image_and_pose(src, load_person_image)
             tgt_pose = _pose_of(tgt)
             generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+            extra = {}
             if ground_truth_embeds:
                 target_image, _ = _image_and_pose(tgt, load_person_image)
-                call_kwargs["target_embeds"] = pipeline.embed_image(target_image)
-            out = pipeline(src_image, tgt_pose, src_pose, num_samples=num_samples, generator=generator, **call_kwargs)
+                extra["target_embeds"] = pipeline.embed_image(target_image)
+            out = pipeline(src_image, tgt_pose, src_pose, num_samples=num_samples, generator=generator,
+                           **call_kwargs, **extra)
             return out.images
 
         items.append((stem, output_paths(out_dir, stem, num_samples), make))

@@ -36,3 +36,10 @@ def dry_run(args: argparse.Namespace, cfg: RunConfig) -> bool:
         print(config_to_yaml(cfg), end="")
         return True
     return False
+
+
+def pick_device(name: str | None) -> str:
+    """--device, or cuda when a GPU is present, else cpu."""
+    import torch
+
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -34,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if dry_run(args, cfg):
         return 0
-    import torch
-
     from pcdms.config import save_config
     from pcdms.errors import UserError
     from pcdms.generate import dataset_items, run_items
@@ -43,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from pcdms.commands.common import pick_device
+
+    device = pick_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)

@@ -84,7 +84,9 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     from pcdms.config import save_config
     from pcdms.pipeline import PCDMsPipeline
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from pcdms.commands.common import pick_device
+
+    device = pick_device(args.device)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
