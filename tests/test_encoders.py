@@ -131,3 +131,30 @@ def test_dino_normalization_can_follow_the_authors_clip_statistics():
     expected = imagenet.model(pixel_values=square_resize(images, cfg.image_size, CLIP_MEAN, CLIP_STD)).last_hidden_state
     assert torch.allclose(clip(images), expected, atol=1e-6)
     assert not torch.allclose(imagenet(images), expected, atol=1e-6)
+
+
+def _drop_tensor(weights, prefix: str) -> str:
+    """Rewrite a safetensors file without its first tensor whose name starts with `prefix`; return that name."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    name = next(k for k in sorted(state) if k.startswith(prefix))
+    del state[name]
+    save_file(state, str(weights), metadata={"format": "pt"})
+    return name
+
+
+def test_a_weight_folder_missing_tensors_is_refused_not_filled_at_random(tmp_path):
+    # transformers and diffusers only warn and leave such tensors random: a truncated download must not run.
+    cfg = tiny_config().encoders
+    tiny_encoders().dino.model.save_pretrained(tmp_path / "dino")
+    dropped = _drop_tensor(tmp_path / "dino" / "model.safetensors", "encoder.layer.0.")
+    with pytest.raises(UserError, match="incomplete") as err:
+        DinoEncoder(dataclasses.replace(cfg.dino, pretrained_path=str(tmp_path / "dino")))
+    assert str(tmp_path / "dino") in str(err.value) and dropped.split(".")[-2] in str(err.value)
+
+    vae_cfg = AutoencoderConfig(kind="sd-vae", pretrained_path=None, block_out_channels=(32, 32))
+    Autoencoder(vae_cfg).vae.save_pretrained(tmp_path / "vae")
+    _drop_tensor(tmp_path / "vae" / "diffusion_pytorch_model.safetensors", "decoder.")
+    with pytest.raises(UserError, match=r"VAE .* is incomplete: 1 tensors missing"):
+        Autoencoder(dataclasses.replace(vae_cfg, pretrained_path=str(tmp_path / "vae")))

@@ -68,15 +68,28 @@ def square_resize(images: torch.Tensor, size: int, mean: tuple[float, ...], std:
     return (x - m) / s
 
 
-def _load(cls: type, path: str, what: str, key: str, subfolder: str | None = None) -> nn.Module:
-    """`cls.from_pretrained` on a local folder (or its `subfolder` when present), offline, with clear errors."""
+def load_local(cls: type, path: str, what: str, key: str, subfolder: str | None = None) -> nn.Module:
+    """`cls.from_pretrained` on a local folder (or its `subfolder` when present), offline, with clear errors.
+
+    transformers and diffusers only warn when the files lack tensors the config needs, and fill them with
+    random values: a truncated download would then run and give garbage. Here any missing or misshapen
+    tensor is an error naming the folder and the first such tensors.
+    """
     folder = require_folder(path, what, key)
     if subfolder and (folder / subfolder / "config.json").is_file():
         folder = folder / subfolder
     try:
-        return cls.from_pretrained(str(folder), local_files_only=True)
+        model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: transformers 5 on a shape mismatch
         raise UserError(f"cannot load {what} from '{folder}' (config key {key}): {err}") from None
+    missing = sorted(info.get("missing_keys") or [])
+    wrong = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    if missing or wrong:
+        detail = "; ".join(f"{len(keys)} {label}, e.g. {', '.join(keys[:3])}" for keys, label in (
+            (missing, "tensors missing from the weight files"), (wrong, "tensors of another shape")) if keys)
+        raise UserError(f"{what} at '{folder}' (config key {key}) is incomplete: {detail}. Re-fetch its "
+                        "weight files (`pcdms models check` lists what is wrong)")
+    return model
 
 
 class ClipImageEncoder(FrozenEncoder):
@@ -94,8 +107,8 @@ class ClipImageEncoder(FrozenEncoder):
             )
             self.model = CLIPVisionModelWithProjection(config)
         else:
-            self.model = _load(CLIPVisionModelWithProjection, cfg.pretrained_path, "CLIP image encoder",
-                               "encoders.clip.pretrained_path", subfolder="image_encoder")
+            self.model = load_local(CLIPVisionModelWithProjection, cfg.pretrained_path, "CLIP image encoder",
+                                    "encoders.clip.pretrained_path", subfolder="image_encoder")
             trained = self.model.config.image_size
             if trained != cfg.image_size:  # CLIP's position table is fixed to its training size
                 raise UserError(f"encoders.clip.image_size={cfg.image_size} but the CLIP model at "
@@ -125,7 +138,8 @@ class DinoEncoder(FrozenEncoder):
             self.model = Dinov2Model(config)
         else:
             # DINOv2 interpolates its position table, so any image_size (multiple of the patch) works.
-            self.model = _load(Dinov2Model, cfg.pretrained_path, "DINOv2 encoder", "encoders.dino.pretrained_path")
+            self.model = load_local(Dinov2Model, cfg.pretrained_path, "DINOv2 encoder",
+                                    "encoders.dino.pretrained_path")
         self.freeze()
 
     @torch.no_grad()
@@ -164,7 +178,8 @@ class Autoencoder(FrozenEncoder):
                 layers_per_block=2, latent_channels=cfg.vae_latent_channels,
                 norm_num_groups=min(32, cfg.block_out_channels[0]), scaling_factor=cfg.scaling_factor,
             )
-        vae = _load(AutoencoderKL, cfg.pretrained_path, "VAE", "encoders.autoencoder.pretrained_path", subfolder="vae")
+        vae = load_local(AutoencoderKL, cfg.pretrained_path, "VAE", "encoders.autoencoder.pretrained_path",
+                         subfolder="vae")
         got = (vae.config.latent_channels, 2 ** (len(vae.config.block_out_channels) - 1))
         want = (cfg.vae_latent_channels, cfg.downsample)
         if got != want:

@@ -22,6 +22,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from pcdms.config import UNetConfig, require_folder
+from pcdms.encoders import load_local
 from pcdms.errors import UserError
 
 
@@ -170,13 +171,8 @@ def build_unet(
     """
     if cfg.pretrained_path is None:
         return UNet2DConditionModel(**_unet_kwargs(cfg, in_channels, out_channels, class_embed_dim)), cfg
+    base = load_local(UNet2DConditionModel, cfg.pretrained_path, "base UNet", key, subfolder="unet")
     folder = require_folder(cfg.pretrained_path, "base UNet", key)
-    if (folder / "unet" / "config.json").is_file():
-        folder = folder / "unet"
-    try:
-        base = UNet2DConditionModel.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load the base UNet from '{folder}' ({key}): {err}") from None
     if base.config.out_channels != out_channels:
         raise UserError(f"the base UNet at '{folder}' predicts {base.config.out_channels} channels, but the "
                         f"autoencoder gives {out_channels} latent channels")
