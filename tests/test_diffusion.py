@@ -138,3 +138,22 @@ def test_latent_clip_bounds_each_predicted_clean_sample():
     assert not diffusion.make_scheduler("ddim", EPS).config.clip_sample
     with pytest.raises(UserError, match="latent_clip"):
         diffusion.make_scheduler("unipc", EPS, clip_range=1.0)
+
+
+@pytest.mark.parametrize("name", ["ddim", "unipc", "euler"])
+def test_strength_starts_part_way_from_init_and_runs_only_that_share_of_steps(name):
+    clean = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    sched = diffusion.make_scheduler(name, EPS)
+    calls = []
+    exact = oracle(sched, clean)
+
+    def counted(x, t):
+        calls.append(int(t))
+        return exact(x, t)
+
+    out = diffusion.sample_loop(counted, sched, torch.randn(1, 3, 4, 4), 10, init=clean, strength=0.3)
+    assert len(calls) == 3 and calls[0] < 999  # 3 of 10 steps, starting below pure noise
+    assert torch.allclose(out, clean, atol=1e-3)  # an exact denoiser from noised init returns init
+    with pytest.raises(UserError, match=r"strength must be in \(0, 1\]"):
+        diffusion.sample_loop(counted, sched, clean, 10, init=clean, strength=0.0)
+

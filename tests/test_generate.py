@@ -126,3 +126,29 @@ def test_user_mistakes_are_one_line_errors(tmp_path, model_dir, capsys):
                  "--out", str(tmp_path), *FAST]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "config.yaml" in err[1]
+
+
+def test_refine_strength_keeps_more_of_the_input_and_is_saved_with_the_outputs(tmp_path, model_dir, data_root,
+                                                                              capsys):
+    # Image-to-image refinement of another method's result: a low strength stays closer to that image.
+    from pcdms.config import load_config
+    from pcdms.data.formats import load_split
+
+    pair = load_split(data_root, "test").pairs[0]
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    red = Image.new("RGB", (48, 64), (200, 30, 30))
+    red.save(theirs / f"{output_stem(pair.source, pair.target)}.png")
+    distance = {}
+    for strength in ("1.0", "0.25"):
+        out = tmp_path / strength
+        assert main(["refine", "--model", str(model_dir), "--images", str(theirs), "--dataset", str(data_root),
+                     "--split", "test", "--out", str(out), "--refine-strength", strength, "--steps", "4"]) == 0
+        assert load_config(str(out / "config.yaml")).sample.refine_strength == float(strength)
+        result = np.asarray(Image.open(next(out.glob("*_to_*.png"))).convert("RGB"), np.float32)
+        distance[strength] = np.abs(result - np.asarray(red, np.float32)).mean()
+    assert distance["0.25"] < distance["1.0"]
+    capsys.readouterr()
+    assert main(["refine", "--model", str(model_dir), "--images", str(theirs), "--dataset", str(data_root),
+                 "--split", "test", "--out", str(tmp_path / "bad"), "--refine-strength", "0"]) == 2
+    assert "--refine-strength must be in (0, 1]" in capsys.readouterr().err

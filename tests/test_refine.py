@@ -112,3 +112,21 @@ def test_stage_three_overfits_one_batch(samples_dir):
     model, enc, batch = build(), tiny_encoders(), stage3_batch(samples_dir, height=32, width=24)
     first, last = overfit(model, lambda g: model.training_loss(batch, enc, g), steps=60, lr=3e-3)
     assert last < 0.05 * first, (first, last)
+
+
+def test_strength_refines_the_coarse_image_in_part_of_the_steps(samples_dir):
+    model, cond = build(), conditions(samples_dir)
+    calls = []
+    handle = model.unet.register_forward_hook(lambda module, args, output: calls.append(1))
+    try:
+        full = model.sample(cond["coarse_latents"], cond["image_tokens"], num_inference_steps=4, generator=seeds(0)[0])
+        assert len(calls) == 4
+        calls.clear()
+        half = model.sample(cond["coarse_latents"], cond["image_tokens"], num_inference_steps=4, strength=0.5,
+                            generator=seeds(0)[0])
+        assert len(calls) == 2
+    finally:
+        handle.remove()
+    # Starting from the coarse latent (noised halfway) keeps it closer than starting from pure noise.
+    coarse = cond["coarse_latents"]
+    assert (half - coarse).abs().mean() < (full - coarse).abs().mean()

@@ -232,6 +232,9 @@ class SampleConfig:
     prior_guidance_scale: float = 2.0
     inpaint_guidance_scale: float = 2.0
     refine_guidance_scale: float = 2.0
+    # Stage 3 from pure noise (1.0, the paper) or image-to-image from the coarse latent noised this far up the
+    # schedule, running only this fraction of the steps (SDEdit).
+    refine_strength: float = 1.0
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     # Clip each step's predicted clean latent of stages 2 and 3 to [-v, v] (ddim/ddpm). Off for VAE latents;
@@ -302,6 +305,8 @@ def validate(cfg: RunConfig) -> None:
     for key in ("prior", "inpaint", "refine"):
         p = getattr(cfg, key).cond_drop_prob
         need(0.0 <= p < 1.0, f"{key}.cond_drop_prob={p} must be in [0, 1)")
+    strength = cfg.sample.refine_strength
+    need(0.0 < strength <= 1.0, f"sample.refine_strength={strength} must be in (0, 1] (1 = from pure noise)")
 
 
 # ---------------------------------------------------------------- presets, overrides, files

@@ -200,6 +200,8 @@ def sample_loop(
     num_inference_steps: int,
     generator: Generator = None,
     callback: StepCallback | None = None,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
 ) -> torch.Tensor:
     """Run `scheduler` from standard-normal `latents` (B, ...) down to a clean sample of the same shape.
 
@@ -207,14 +209,29 @@ def sample_loop(
     in the scheduler's prediction type (guidance happens inside it). `generator` feeds stochastic steps
     (DDPM, Euler with noise). `callback(i, t, latents, x0)` sees every step. The result is the last
     step's clean estimate where the scheduler reports one (DDIM, DDPM, Euler), else its final sample.
+
+    `strength` < 1 (with `init`, a clean sample shaped like `latents`) starts part-way, image-to-image
+    style (SDEdit; diffusers' img2img pipelines): `init` noised with `latents` to the timestep
+    `strength` of the way up, then only the remaining round(strength * steps) steps run.
     """
     if num_inference_steps < 1:
         raise UserError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+    if not 0.0 < strength <= 1.0:
+        raise UserError(f"strength must be in (0, 1], got {strength}")
+    if strength < 1.0 and init is None:
+        raise ValueError("strength < 1 needs `init`, the sample to start from")
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
-    x = latents * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    if strength < 1.0:
+        timesteps = timesteps[num_inference_steps - max(1, round(strength * num_inference_steps)):]
+        if hasattr(scheduler, "set_begin_index"):  # multistep schedulers index their sigmas by step
+            scheduler.set_begin_index(num_inference_steps - len(timesteps))
+        x = scheduler.add_noise(init.to(latents), latents, timesteps[:1].repeat(latents.shape[0]))
+    else:
+        x = latents * scheduler.init_noise_sigma
     extra = _step_kwargs(scheduler, generator)
-    last = len(scheduler.timesteps) - 1
-    for i, t in enumerate(scheduler.timesteps):
+    last = len(timesteps) - 1
+    for i, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(x, t)
         output = denoise_fn(model_input, t)
         step = scheduler.step(output, t, x, return_dict=True, **extra)

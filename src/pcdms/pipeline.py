@@ -289,7 +289,8 @@ class PCDMsPipeline:
             refined = self.refine.sample(
                 conditions["coarse_latents"].expand(n, -1, -1, -1), conditions["image_tokens"].expand(n, -1, -1),
                 guidance_scale=scales["refine"], scheduler=self._scheduler(self.refine), num_inference_steps=steps,
-                generator=generator, callback=observer("refine", self.encoders.autoencoder.decode, steps))
+                generator=generator, callback=observer("refine", self.encoders.autoencoder.decode, steps),
+                strength=self.sample.refine_strength)
             final = self.encoders.autoencoder.decode(refined)
         process = None
         if return_process:

@@ -17,6 +17,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps per stage (default: the model's config)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="one guidance scale for every stage (default: the config's per-stage scales, 2.0 in the paper)")
+    parser.add_argument("--refine-strength", type=float, default=None, metavar="S",
+                        help="stage 3 from pure noise (1, the paper) or, below 1, image-to-image from the input "
+                             "noised this far up the schedule, running that share of the steps (default: the "
+                             "model's config)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; each pair seeds from (seed, pair index)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
@@ -79,6 +83,8 @@ The refiner needs each image's SOURCE photo (its DINOv2 tokens guide the texture
 
 def load_pipeline(args: argparse.Namespace, out: Path):
     """The model of --model on --device, its resolved config saved beside the outputs in `out`."""
+    import dataclasses
+
     import torch
 
     from pcdms.config import save_config
@@ -90,7 +96,12 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
+    if args.refine_strength is not None and not 0.0 < args.refine_strength <= 1.0:
+        raise UserError(f"--refine-strength must be in (0, 1] (1 = from pure noise), got {args.refine_strength}")
     pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
+    if args.refine_strength is not None:
+        pipe.sample = dataclasses.replace(pipe.sample, refine_strength=args.refine_strength)
+        pipe.config = dataclasses.replace(pipe.config, sample=pipe.sample)
     save_config(pipe.config, out)
     return pipe
 

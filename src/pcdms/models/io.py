@@ -78,9 +78,12 @@ class StageModel(nn.Module):
         num_inference_steps: int,
         generator: diffusion.Generator = None,
         callback: diffusion.StepCallback | None = None,
+        init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """The one sampling loop of every stage: `diffusion.sample_loop` from `latents` (standard normal) with
-        classifier-free guidance batched into one call per step, in eval mode (the mode is restored after)."""
+        classifier-free guidance batched into one call per step, in eval mode (the mode is restored after).
+        `init`/`strength` < 1: start from `init` noised part-way (see `diffusion.sample_loop`)."""
         sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -88,7 +91,7 @@ class StageModel(nn.Module):
 
         with eval_mode(self):
             return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
-                                         generator, callback)
+                                         generator, callback, init, strength)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` into `folder` (created if needed)."""

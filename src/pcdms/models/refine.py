@@ -95,9 +95,12 @@ class RefineModel(StageModel):
         latents: torch.Tensor | None = None,
         callback: diffusion.StepCallback | None = None,
         uncond_keeps_coarse: bool = True,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """Refined latents (B, C, h, w), guided per paper Eq. 8 (see the module docstring for the coarse
-        latent in the unconditional branch). `latents`: optional standard-normal start noise."""
+        latent in the unconditional branch). `latents`: optional standard-normal start noise.
+        `strength`: 1 starts from pure noise (the paper); below 1 starts from the coarse latent noised that
+        far up the schedule and runs only that fraction of the steps (image-to-image)."""
         cond = {"coarse_latents": coarse_latents.to(self.device, self.dtype),
                 "image_tokens": image_tokens.to(self.device, self.dtype)}
         coarse = cond["coarse_latents"]
@@ -107,4 +110,4 @@ class RefineModel(StageModel):
             latents = diffusion.randn(coarse_latents.shape, generator, self.device, self.dtype)
 
         return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
-                                callback)
+                                  callback, init=coarse, strength=strength)
