@@ -20,6 +20,8 @@ Run the whole PCDMs pipeline (prior -> inpaint -> refine) with the small model t
 Writes to --out:
   grid.png      one row per pair: source | target pose | coarse (stage 2) | final (stage 3) | ground truth
   process.png   the diffusion process of the first pair: predicted images over the steps of stages 2 and 3
+  scores.json   SSIM (ssim_pidm) and L1 to the ground truth of the source photo, the coarse and the final
+                image of each pair, and their means: the final image should beat the source photo
   config.yaml   the model's resolved config""",
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
+    import numpy as np
     import torch
     from PIL import Image
 
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from pcdms.errors import UserError
     from pcdms.generate import save_atomic
     from pcdms.imageio import load_image
+    from pcdms.metrics.pixel import ssim_256
     from pcdms.pipeline import PCDMsPipeline
     from pcdms.pose import read_openpose_json
     from pcdms.visualize import image_grid
@@ -55,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pipe = PCDMsPipeline.from_pretrained(model)
     print(f"loaded {model} in {time.perf_counter() - start:.1f} s")
-    rows, process = [], None
+    rows, process, scores = [], None, []
+
+    def score(image: Image.Image, truth: Image.Image) -> dict[str, float]:
+        pred, gt = np.asarray(image, np.float32), np.asarray(truth, np.float32)
+        return {"ssim": round(ssim_256(gt, pred, sigma=1.2), 4), "l1": round(float(np.abs(pred - gt).mean() / 255), 4)}
+
     for index, pair in enumerate(pairs):
         source = load_image(inputs / pair["source"])
         target_pose = read_openpose_json(inputs / f"{Path(pair['target']).stem}.json")
@@ -63,14 +72,24 @@ def run(args: argparse.Namespace) -> int:
         tic = time.perf_counter()
         result = pipe(source, target_pose, source_pose, num_inference_steps=args.steps, return_process=index == 0,
                       generator=torch.Generator().manual_seed(args.seed + index))
-        print(f"{pair['name']}: {time.perf_counter() - tic:.2f} s for 3 stages")
+        seconds = time.perf_counter() - tic
         process = process or (result.process[0] if result.process else None)
+        truth = load_image(inputs / pair["target"])
+        scores.append({"pair": pair["name"], **{name: score(image, truth) for name, image in (
+            ("source", source), ("coarse", result.coarse_images[0]), ("final", result.images[0]))}})
+        print(f"{pair['name']}: {seconds:.2f} s for 3 stages; SSIM to the ground truth: source "
+              f"{scores[-1]['source']['ssim']:.3f}, coarse {scores[-1]['coarse']['ssim']:.3f}, "
+              f"final {scores[-1]['final']['ssim']:.3f}")
         pose_image = Image.fromarray(target_pose.render())
-        rows.append([source, pose_image, result.coarse_images[0], result.images[0], load_image(inputs / pair["target"])])
+        rows.append([source, pose_image, result.coarse_images[0], result.images[0], truth])
     width, height = rows[0][0].size
     grid = image_grid(rows, ["source", "target pose", "coarse", "final", "ground truth"], cell=(width * 2, height * 2))
     save_atomic(grid, out / "grid.png")
     if process is not None:
         save_atomic(process, out / "process.png")
+    mean = {kind: {m: round(float(np.mean([row[kind][m] for row in scores])), 4) for m in ("ssim", "l1")}
+            for kind in ("source", "coarse", "final")}
+    (out / "scores.json").write_text(json.dumps({"pairs": scores, "mean": mean}, indent=2) + "\n")
+    print("mean SSIM to the ground truth: " + ", ".join(f"{k} {v['ssim']:.3f}" for k, v in mean.items()))
     print(f"wrote {out / 'grid.png'} (source | target pose | coarse | final | ground truth) and {out / 'process.png'}")
     return 0
