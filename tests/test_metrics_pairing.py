@@ -88,5 +88,7 @@ def test_pairs_file_and_size_errors_name_the_argument(tmp_path):
     for text in ("256", "0x10", "axb"):
         with pytest.raises(UserError, match="--size"):
             parse_size(text)
+    with pytest.raises(UserError, match=r"--size '44x64': both sides must be at least 51 px"):
+        parse_size("44x64")  # ssim_w51's window would not fit: an error up front, not a traceback later
     with pytest.raises(UserError, match="--best-of"):
         match_predictions([], [], best_of=0)

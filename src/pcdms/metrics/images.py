@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pcdms.errors import UserError
+from pcdms.metrics.pixel import SSIM_W51_WINDOW
 
 #: Files with these extensions (case-insensitive) count as images in every folder we read.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -51,7 +52,13 @@ def parse_size(text: str) -> EvalSize:
             f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 176x256 (DeepFashion 256), "
             "352x512 (DeepFashion 512) or 64x128 (Market-1501)"
         )
-    return EvalSize(width=int(match.group(1)), height=int(match.group(2)))
+    width, height = int(match.group(1)), int(match.group(2))
+    if min(width, height) < SSIM_W51_WINDOW:
+        raise UserError(
+            f"--size {text!r}: both sides must be at least {SSIM_W51_WINDOW} px (ssim_w51's window); images of "
+            "any size are resized to --size, so evaluate small images at e.g. 176x256"
+        )
+    return EvalSize(width=width, height=height)
 
 
 def list_images(folder: str | Path, what: str) -> list[Path]:

@@ -25,6 +25,9 @@ PIXEL_METRICS = {
 }
 
 
+SSIM_W51_WINDOW = 51  # the uniform window of the scripts' plain SSIM: evaluation sizes need both sides >= this
+
+
 def ssim_256(gt: np.ndarray, pred: np.ndarray, sigma: float) -> float:
     """SSIM_256 (GFLA sigma 1.2, DPTN sigma 1.5) of two (H, W, 3) float 0-255 arrays."""
     return float(
@@ -42,7 +45,7 @@ def ssim_256(gt: np.ndarray, pred: np.ndarray, sigma: float) -> float:
 
 def ssim_window51(gt01: np.ndarray, pred01: np.ndarray) -> float:
     """Plain SSIM of two (H, W, 3) [0, 1] arrays: uniform 51x51 window, data_range 1."""
-    return float(structural_similarity(gt01, pred01, data_range=1, win_size=51, channel_axis=2))
+    return float(structural_similarity(gt01, pred01, data_range=1, win_size=SSIM_W51_WINDOW, channel_axis=2))
 
 
 def pixel_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
