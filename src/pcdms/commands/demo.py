@@ -91,5 +91,6 @@ def run(args: argparse.Namespace) -> int:
             for kind in ("source", "coarse", "final")}
     (out / "scores.json").write_text(json.dumps({"pairs": scores, "mean": mean}, indent=2) + "\n")
     print("mean SSIM to the ground truth: " + ", ".join(f"{k} {v['ssim']:.3f}" for k, v in mean.items()))
-    print(f"wrote {out / 'grid.png'} (source | target pose | coarse | final | ground truth) and {out / 'process.png'}")
+    print(f"wrote {out / 'grid.png'} (source | target pose | coarse | final | ground truth), {out / 'process.png'} "
+          f"and {out / 'scores.json'}")
     return 0
