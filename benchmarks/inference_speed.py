@@ -1,6 +1,6 @@
 """Inference cost per image: seconds per stage and network evaluations per image.
 
-    python benchmarks/inference_speed.py [--model DIR] [--steps 20] [--images 4] [--device cpu|cuda]
+    python benchmarks/inference_speed.py [--model DIR] [--steps 20] [--images 4] [--batch 1] [--device cpu|cuda]
         [--precision fp32|fp16|bf16] [--preset NAME key=value ...]
 
 With --model (default: the shipped demo model) the trained folder is timed; with --preset the stages are
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--preset", default=None)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="pairs per pipeline pass (PCDMsPipeline.batch, as generate --batch-size)")
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
@@ -87,14 +89,16 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     sync()
     tic = time.perf_counter()
-    for _ in range(args.images):
-        pipe(source, pose, pose, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    batches = max(1, args.images // args.batch)
+    for _ in range(batches):
+        pipe.batch([source] * args.batch, [pose] * args.batch, [pose] * args.batch, num_inference_steps=args.steps,
+                   guidance_scale=args.guidance)
     sync()
     total = time.perf_counter() - tic
-    n = args.images
-    print(f"{n} images at {pipe.height}x{pipe.width}, {args.steps} steps per stage, guidance {args.guidance}, "
-          f"{args.device} {args.precision}")
-    print(f"{'stage':8s} {'s/image':>9s} {'network calls/image':>20s}")
+    n = batches * args.batch
+    print(f"{n} images at {pipe.height}x{pipe.width}, {args.batch} per pass, {args.steps} steps per stage, "
+          f"guidance {args.guidance}, {args.device} {args.precision}")
+    print(f"{'stage':8s} {'s/image':>9s} {'network calls/image':>20s}   (a call covers every image of a pass)")
     for name in ("prior", "inpaint", "refine"):
         print(f"{name:8s} {seconds[name] / n:9.3f} {calls[name] / n:20.1f}")
     print(f"{'total':8s} {total / n:9.3f} {sum(calls.values()) / n:20.1f}   (includes encoders and decoding)")

@@ -66,19 +66,19 @@ def test_one_pair_from_json_pose_writes_image_and_grid(tmp_path, model_dir, samp
 def test_split_generation_names_resumes_and_skips_finished_pairs(tmp_path, model_dir, data_root, monkeypatch):
     out = tmp_path / "gen"
     args = ["generate", "--model", str(model_dir), "--dataset", str(data_root), "--split", "test",
-            "--out", str(out), *FAST]
-    calls = []
+            "--out", str(out), "--batch-size", "2", *FAST]
+    calls = []  # one entry per pair generated
     killed = []
-    original = PCDMsPipeline.__call__
+    original = PCDMsPipeline.batch
 
-    def interrupted(self, *a, **k):
-        calls.append(1)
-        if len(calls) == 3 and not killed:
+    def interrupted(self, sources, *a, **k):
+        calls.extend(sources)
+        if len(calls) > 2 and not killed:
             killed.append(1)
-            raise KeyboardInterrupt  # the job is killed during its third pair
-        return original(self, *a, **k)
+            raise KeyboardInterrupt  # the job is killed during its second batch (pairs 3 and 4)
+        return original(self, sources, *a, **k)
 
-    monkeypatch.setattr(PCDMsPipeline, "__call__", interrupted)
+    monkeypatch.setattr(PCDMsPipeline, "batch", interrupted)
     assert main(args) == 130
     finished = sorted(out.glob("*_to_*.png"))
     assert len(finished) == 2 and not list(out.glob(".*.tmp"))
@@ -152,3 +152,34 @@ def test_refine_strength_keeps_more_of_the_input_and_is_saved_with_the_outputs(t
     assert main(["refine", "--model", str(model_dir), "--images", str(theirs), "--dataset", str(data_root),
                  "--split", "test", "--out", str(tmp_path / "bad"), "--refine-strength", "0"]) == 2
     assert "--refine-strength must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_batch_size_changes_speed_not_images(tmp_path, model_dir, data_root):
+    outs = {}
+    for size in ("1", "4"):
+        outs[size] = tmp_path / size
+        assert main(["generate", "--model", str(model_dir), "--dataset", str(data_root), "--split", "test",
+                     "--out", str(outs[size]), "--batch-size", size, "--steps", "2", "--no-progress",
+                     "--device", "cpu"]) == 0
+    files = sorted(p.name for p in outs["1"].glob("*_to_*.png"))
+    assert len(files) == 6 and files == sorted(p.name for p in outs["4"].glob("*_to_*.png"))
+    for name in files:
+        one, four = (np.asarray(Image.open(outs[s] / name), np.int16) for s in ("1", "4"))
+        assert np.abs(one - four).max() <= 1, name
+
+
+def test_a_failing_batch_is_retried_pair_by_pair_so_only_the_bad_pair_fails(tmp_path):
+    from pcdms.errors import UserError
+    from pcdms.generate import Item, Job, run_items
+
+    def render(inputs):
+        if any(x["bad"] for x in inputs):
+            raise UserError("this pose has no visible joint")
+        return [[Image.new("RGB", (4, 4), (x["value"], 0, 0))] for x in inputs]
+
+    items = [Item(f"p{i}", [tmp_path / f"p{i}.png"], lambda i=i: {"bad": i == 2, "value": i}) for i in range(5)]
+    report = run_items(Job(items, render), "test", progress=False, batch_size=4)
+    assert report.failed == [("p2", "this pose has no visible joint")]
+    assert sorted(report.done) == ["p0", "p1", "p3", "p4"]
+    assert Image.open(tmp_path / "p3.png").getpixel((0, 0)) == (3, 0, 0)  # each image went to its own pair
+    assert not (tmp_path / "p2.png").exists()

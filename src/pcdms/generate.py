@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -55,41 +56,93 @@ class JobReport:
         return "\n".join(lines)
 
 
-def run_items(
-    items: list[tuple[str, list[Path], Callable[[], list[Image.Image]]]],
-    desc: str,
-    progress: bool = True,
-) -> JobReport:
-    """Run (name, output paths, make images) items: this process's share, skipping finished ones.
+@dataclass
+class Item:
+    """One pair of a job: its name, its output files, and `prepare()`, which reads its inputs (the keyword
+    arguments `pipeline_render` batches) and raises UserError or OSError when they are bad."""
 
-    A UserError or an unreadable input fails that item only; it is reported and the job goes on.
+    name: str
+    paths: list[Path]
+    prepare: Callable[[], dict[str, Any]]
+
+
+# Prepared inputs of several items -> each item's images, in order.
+Render = Callable[[list[dict[str, Any]]], list[list[Image.Image]]]
+
+
+@dataclass
+class Job:
+    items: list[Item]
+    render: Render
+
+
+def run_items(job: Job, desc: str, progress: bool = True, batch_size: int = 1) -> JobReport:
+    """Run this process's share of `job.items`, skipping finished ones, `batch_size` pairs per pipeline pass.
+
+    A UserError or an unreadable input fails that item only; it is reported and the job goes on. When a
+    whole batch fails, its items are retried one by one so the failure is pinned on the right item.
     """
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     state = PartialState()
     report = JobReport()
-    with state.split_between_processes(items) as mine:
+    with state.split_between_processes(job.items) as mine:
         todo = []
-        for name, paths, make in mine:
-            if all(p.exists() for p in paths):
-                report.skipped.append(name)
+        for item in mine:
+            if all(p.exists() for p in item.paths):
+                report.skipped.append(item.name)
             else:
-                todo.append((name, paths, make))
-        for name, paths, make in tqdm(todo, desc=desc, unit="pair", disable=not (progress and state.is_local_main_process)):
-            try:
-                images = make()
-            except (UserError, OSError) as err:
-                report.failed.append((name, str(err)))
-                continue
-            for image, path in zip(images, paths):
-                save_atomic(image, path)
-            report.done.append(name)
+                todo.append(item)
+        bar = tqdm(total=len(todo), desc=desc, unit="pair", disable=not (progress and state.is_local_main_process))
+        for start in range(0, len(todo), batch_size):
+            ready = []
+            for item in todo[start:start + batch_size]:
+                try:
+                    ready.append((item, item.prepare()))
+                except (UserError, OSError) as err:
+                    report.failed.append((item.name, str(err)))
+            for item, images in _render(job.render, ready, report):
+                for image, path in zip(images, item.paths):
+                    save_atomic(image, path)
+                report.done.append(item.name)
+            bar.update(len(todo[start:start + batch_size]))
+        bar.close()
     return report
 
 
+def _render(render: Render, ready: list[tuple[Item, dict[str, Any]]], report: JobReport) -> list[tuple[Item, list]]:
+    if not ready:
+        return []
+    try:
+        return list(zip([item for item, _ in ready], render([inputs for _, inputs in ready])))
+    except (UserError, OSError) as err:
+        if len(ready) == 1:
+            report.failed.append((ready[0][0].name, str(err)))
+            return []
+    return [done for one in ready for done in _render(render, [one], report)]
+
+
+def pipeline_render(pipeline: Any, num_samples: int = 1, **call_kwargs: Any) -> Render:
+    """A `Render` that runs `pipeline.batch` once over the prepared pairs. Each prepared dict holds
+    `source_image`, `generator` and, as the job needs, `target_pose`, `source_pose`, `target_embeds` (1, D)
+    and `coarse_image`."""
+    def render(inputs: list[dict[str, Any]]) -> list[list[Image.Image]]:
+        embeds = [x["target_embeds"] for x in inputs if x.get("target_embeds") is not None]
+        outputs = pipeline.batch(
+            [x["source_image"] for x in inputs], [x.get("target_pose") for x in inputs],
+            [x.get("source_pose") for x in inputs], generators=[x["generator"] for x in inputs],
+            target_embeds=torch.cat(embeds) if embeds else None,
+            coarse_images=[x["coarse_image"] for x in inputs] if "coarse_image" in inputs[0] else None,
+            num_samples=num_samples, **call_kwargs)
+        return [out.images for out in outputs]
+    return render
+
+
 def dataset_items(
-    pipeline: object,
+    pipeline: Any,
     root: str | Path,
     split: str,
     out_dir: Path,
@@ -97,10 +150,10 @@ def dataset_items(
     seed: int = 0,
     limit: int | None = None,
     ground_truth_embeds: bool = False,
-    **call_kwargs: object,
-) -> list[tuple[str, list[Path], Callable[[], list[Image.Image]]]]:
+    **call_kwargs: Any,
+) -> Job:
     """One item per pair of the split; each seeds its own generator from (seed, pair index) so results do not
-    depend on how pairs are shared across processes or on what was skipped.
+    depend on how pairs are shared across processes or batched, or on what was skipped.
 
     ground_truth_embeds: feed stage 2 the target's own CLIP embedding instead of the prior's (how the authors
     make stage 3's training data, `pcdms export-coarse`)."""
@@ -113,21 +166,18 @@ def dataset_items(
     for index, pair in enumerate(pairs):
         stem = output_stem(pair.source, pair.target)
 
-        def make(pair=pair, index=index) -> list[Image.Image]:
+        def prepare(pair=pair, index=index) -> dict[str, Any]:
             src, tgt = data.images[pair.source], data.images[pair.target]
             src_image, src_pose = _image_and_pose(src, load_person_image)
-            tgt_pose = _pose_of(tgt)
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-            extra = {}
+            inputs = {"source_image": src_image, "source_pose": src_pose, "target_pose": _pose_of(tgt),
+                      "generator": torch.Generator().manual_seed(seed * 1_000_003 + index)}
             if ground_truth_embeds:
                 target_image, _ = _image_and_pose(tgt, load_person_image)
-                extra["target_embeds"] = pipeline.embed_image(target_image)
-            out = pipeline(src_image, tgt_pose, src_pose, num_samples=num_samples, generator=generator,
-                           **call_kwargs, **extra)
-            return out.images
+                inputs["target_embeds"] = pipeline.embed_image(target_image)
+            return inputs
 
-        items.append((stem, output_paths(out_dir, stem, num_samples), make))
-    return items
+        items.append(Item(stem, output_paths(out_dir, stem, num_samples), prepare))
+    return Job(items, pipeline_render(pipeline, num_samples, **call_kwargs))
 
 
 def _pose_of(entry: object) -> Pose:
@@ -146,23 +196,21 @@ def _image_and_pose(entry: object, load_person_image: Callable) -> tuple[Image.I
 
 
 def refine_items(
-    pipeline: object,
+    pipeline: Any,
     images: Iterable[Path],
     out_dir: Path,
     source_for: Callable[[Path], Image.Image],
     seed: int = 0,
-    **call_kwargs: object,
-) -> list[tuple[str, list[Path], Callable[[], list[Image.Image]]]]:
+    **call_kwargs: Any,
+) -> Job:
     """Stage 3 over images made by any method; `source_for(path)` gives the source photo of each."""
     from pcdms.imageio import load_image
 
     items = []
     for index, path in enumerate(sorted(images)):
-        def make(path=path, index=index) -> list[Image.Image]:
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
-            out = pipeline(source_for(path), None, stages="refine", coarse_image=load_image(path),
-                           generator=generator, **call_kwargs)
-            return out.images
+        def prepare(path=path, index=index) -> dict[str, Any]:
+            return {"source_image": source_for(path), "coarse_image": load_image(path),
+                    "generator": torch.Generator().manual_seed(seed * 1_000_003 + index)}
 
-        items.append((path.name, [out_dir / f"{path.stem}.png"], make))
-    return items
+        items.append(Item(path.name, [out_dir / f"{path.stem}.png"], prepare))
+    return Job(items, pipeline_render(pipeline, stages="refine", **call_kwargs))

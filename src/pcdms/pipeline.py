@@ -24,6 +24,7 @@ from PIL import Image
 
 from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_config
 from pcdms.data.canvas import split_canvas
+from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import Encoders, build_encoders
 from pcdms.errors import UserError
 from pcdms.pose import Pose
@@ -230,20 +231,68 @@ class PCDMsPipeline:
         feeds stage 2 instead of the prior; `coarse_image` feeds stage 3 instead of stage 2. One guidance
         scale for every stage overrides the config's per-stage ones.
         """
-        run = self._stages(stages, target_embeds, coarse_image)
-        if "inpaint" in run and target_pose is None:
+        return self.batch(
+            [source_image], [target_pose], [source_pose], stages=stages, num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale, generators=[generator], num_samples=num_samples,
+            target_embeds=None if target_embeds is None else target_embeds.reshape(1, -1),
+            coarse_images=None if coarse_image is None else [coarse_image], callback=callback,
+            return_process=return_process, process_frames=process_frames)[0]
+
+    @torch.no_grad()
+    def batch(
+        self,
+        source_images: Sequence[Image.Image],
+        target_poses: Sequence[Pose | None],
+        source_poses: Sequence[Pose | None] | None = None,
+        *,
+        stages: Sequence[str] | str = "full",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generators: Sequence[torch.Generator | None] | None = None,
+        num_samples: int = 1,
+        target_embeds: torch.Tensor | None = None,
+        coarse_images: Sequence[Image.Image] | None = None,
+        callback: PipelineCallback | None = None,
+        return_process: bool = False,
+        process_frames: int = 6,
+    ) -> list[PCDMsOutput]:
+        """`__call__` for several pairs at once, one output per pair: every stage runs once over all pairs'
+        samples (B pairs x `num_samples` rows), which keeps a GPU busy. Pair i draws its noise from
+        `generators[i]` in the order a single call would, so with a deterministic scheduler (DDIM, the
+        default) each pair's images equal those of `__call__` with that generator. `target_embeds`: (B, D).
+        """
+        count = len(source_images)
+        if count == 0:
+            raise UserError("no pairs to generate")
+        target_poses = list(target_poses)
+        source_poses = list(source_poses) if source_poses is not None else [None] * count
+        generators = list(generators) if generators is not None else [None] * count
+        if not len(target_poses) == len(source_poses) == len(generators) == count:
+            raise ValueError(f"{count} source images need as many target poses, source poses and generators")
+        run = self._stages(stages, target_embeds, coarse_images)
+        if "inpaint" in run and any(p is None for p in target_poses):
             raise UserError("a target pose is needed to run stage 2")
-        if source_pose is None and "inpaint" in run:
-            source_pose = extract_pose(source_image, "the source image")
         steps = num_inference_steps or self.sample.num_inference_steps
         scales = {name: guidance_scale if guidance_scale is not None else getattr(self.sample, f"{name}_guidance_scale")
                   for name in STAGE_NAMES}
         h, w, n = self.height, self.width, num_samples
-        source_image = source_image.convert("RGB")
-        fit = _Fit.of(*source_image.size, h, w, self.stretch)
-        device = self.inpaint.device
-        source = to_tensor(fit.image_in(source_image, h, w)).to(device)  # (1, 3, H, W)
-        strips: list[list[torch.Tensor]] = [[] for _ in range(n)]
+        images = [image.convert("RGB") for image in source_images]
+        if "inpaint" in run:
+            source_poses = [pose if pose is not None else extract_pose(image, "the source image")
+                            for image, pose in zip(images, source_poses)]
+        fits = [_Fit.of(*image.size, h, w, self.stretch) for image in images]
+        device = self.inpaint.device if self.inpaint is not None else self.refine.device
+        source = torch.cat([to_tensor(fit.image_in(image, h, w)) for fit, image in zip(fits, images)]).to(device)
+
+        def rows(x: torch.Tensor) -> torch.Tensor:  # (B, ...) per pair -> (B * n, ...) per sample
+            return x.repeat_interleave(n, dim=0)
+
+        def noise(*shape: int, dtype: torch.dtype) -> torch.Tensor:  # each pair's n rows from its generator
+            return torch.cat([diffusion_randn((n, *shape), g, device, dtype) for g in generators])
+
+        step_generator = (generators[0] if count == 1 else
+                          None if any(g is None for g in generators) else [g for g in generators for _ in range(n)])
+        strips: list[list[torch.Tensor]] = [[] for _ in range(count * n)]
 
         def observer(stage: str, decode: Callable[[torch.Tensor], torch.Tensor], total: int):
             keep = set(np.linspace(0, total - 1, process_frames).round().astype(int).tolist())
@@ -256,52 +305,75 @@ class PCDMsPipeline:
                         strips[k].append(image.cpu())
             return on_step if (callback is not None or return_process) else None
 
-        coarse = None
         if "inpaint" in run:
-            tgt_fit = _Fit.of(target_pose.width, target_pose.height, h, w, self.stretch)
-            src_kp, src_render = pose_tensor(fit.pose_in(source_pose, h, w), h, w)
-            tgt_kp, tgt_render = pose_tensor(tgt_fit.pose_in(target_pose, h, w), h, w)
+            src_kp, src_render, tgt_kp, tgt_render = self._pose_inputs(fits, source_poses, target_poses)
             if "prior" in run:
                 source_embeds = self.encoders.clip(source.to(self.encoders.clip.device))
+                prior_dim = self.prior.cfg.embed_dim
                 target_embeds = self.prior.sample(
-                    source_embeds.expand(n, -1), src_kp.expand(n, -1, -1), tgt_kp.expand(n, -1, -1),
-                    guidance_scale=scales["prior"], scheduler=self.sample.scheduler, num_inference_steps=steps,
-                    generator=generator, callback=None if callback is None else
+                    rows(source_embeds), rows(src_kp), rows(tgt_kp), guidance_scale=scales["prior"],
+                    scheduler=self.sample.scheduler, num_inference_steps=steps, generator=step_generator,
+                    latents=noise(prior_dim, dtype=self.prior.dtype), callback=None if callback is None else
                     (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
             elif target_embeds is not None:
-                target_embeds = target_embeds.reshape(1, -1).expand(n, -1)
-            conditions = self.inpaint.encode_conditions(self.encoders, source, src_render.to(device), tgt_render.to(device))
+                target_embeds = rows(target_embeds.reshape(count, -1).to(device))
+            conditions = self.inpaint.encode_conditions(self.encoders, source, src_render.to(device),
+                                                        tgt_render.to(device))
             global_embeds = (target_embeds if target_embeds is not None
-                             else torch.zeros(1, self.inpaint.cfg.global_embed_dim, device=device))
+                             else torch.zeros(count * n, self.inpaint.cfg.global_embed_dim, device=device))
+            masked = rows(conditions["masked_latents"])
             canvas = self.inpaint.sample(
-                conditions["masked_latents"].expand(n, -1, -1, -1), conditions["pose_canvas"].expand(n, -1, -1, -1),
-                conditions["image_tokens"].expand(n, -1, -1), global_embeds.expand(n, -1),
+                masked, rows(conditions["pose_canvas"]), rows(conditions["image_tokens"]), global_embeds,
                 guidance_scale=scales["inpaint"], scheduler=self._scheduler(self.inpaint), num_inference_steps=steps,
-                generator=generator,
+                generator=step_generator, latents=noise(*masked.shape[1:], dtype=self.inpaint.dtype),
                 callback=observer("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1], steps))
-            coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (N, 3, H, W)
-        else:
-            coarse_fit = _Fit.of(*coarse_image.size, h, w, self.stretch)
-            coarse = to_tensor(coarse_fit.image_in(coarse_image.convert("RGB"), h, w)).to(device).expand(n, -1, -1, -1)
+            coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (B * n, 3, H, W)
+        else:  # one given coarse image per pair, encoded once and shared by its samples
+            coarse = torch.cat([to_tensor(_Fit.of(*image.size, h, w, self.stretch).image_in(image.convert("RGB"), h, w))
+                                for image in coarse_images]).to(device)
         final = coarse
         if "refine" in run:
-            conditions = self.refine.encode_conditions(self.encoders, source, coarse[:1] if coarse_image is not None else coarse)
+            conditions = self.refine.encode_conditions(self.encoders, source, coarse)
+            coarse_latents = conditions["coarse_latents"]
+            if coarse_latents.shape[0] == count:
+                coarse_latents = rows(coarse_latents)
             refined = self.refine.sample(
-                conditions["coarse_latents"].expand(n, -1, -1, -1), conditions["image_tokens"].expand(n, -1, -1),
-                guidance_scale=scales["refine"], scheduler=self._scheduler(self.refine), num_inference_steps=steps,
-                generator=generator, callback=observer("refine", self.encoders.autoencoder.decode, steps),
+                coarse_latents, rows(conditions["image_tokens"]), guidance_scale=scales["refine"],
+                scheduler=self._scheduler(self.refine),
+                num_inference_steps=steps, generator=step_generator,
+                latents=noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
+                callback=observer("refine", self.encoders.autoencoder.decode, steps),
                 strength=self.sample.refine_strength)
             final = self.encoders.autoencoder.decode(refined)
-        process = None
-        if return_process:
-            process = [to_pil(torch.cat(frames, dim=-1)[None])[0] for frames in strips]
-        return PCDMsOutput(
-            images=[fit.image_out(im) for im in to_pil(final)],
-            coarse_images=[fit.image_out(im) for im in to_pil(coarse)],
-            target_embeds=target_embeds,
-            process=process,
-            stages_run=run,
-        )
+        if final.shape[0] != count * n:
+            final = rows(final)
+        if coarse.shape[0] != count * n:
+            coarse = rows(coarse)
+        finals, coarses = to_pil(final), to_pil(coarse)
+        outputs = []
+        for i, fit in enumerate(fits):
+            mine = slice(i * n, (i + 1) * n)
+            process = None
+            if return_process:
+                process = [to_pil(torch.cat(frames, dim=-1)[None])[0] for frames in strips[mine]]
+            outputs.append(PCDMsOutput(
+                images=[fit.image_out(im) for im in finals[mine]],
+                coarse_images=[fit.image_out(im) for im in coarses[mine]],
+                target_embeds=None if target_embeds is None else target_embeds[mine],
+                process=process,
+                stages_run=run,
+            ))
+        return outputs
+
+    def _pose_inputs(self, fits: Sequence[_Fit], source_poses: Sequence[Pose],
+                     target_poses: Sequence[Pose]) -> tuple[torch.Tensor, ...]:
+        """Keypoints (B, 18, 2) and renders (B, 3, H, W) of the source and target poses in the model frame."""
+        h, w = self.height, self.width
+        src = [pose_tensor(fit.pose_in(pose, h, w), h, w) for fit, pose in zip(fits, source_poses)]
+        tgt = [pose_tensor(_Fit.of(pose.width, pose.height, h, w, self.stretch).pose_in(pose, h, w), h, w)
+               for pose in target_poses]
+        return (torch.cat([k for k, _ in src]), torch.cat([r for _, r in src]),
+                torch.cat([k for k, _ in tgt]), torch.cat([r for _, r in tgt]))
 
     def _scheduler(self, stage: Any) -> Any:
         """The sampling scheduler of a UNet stage, with `sample.latent_clip` applied."""
@@ -309,7 +381,7 @@ class PCDMsPipeline:
 
         return make_scheduler(self.sample.scheduler, stage.cfg.schedule, self.sample.latent_clip)
 
-    def _stages(self, stages: Sequence[str] | str, target_embeds: Any, coarse_image: Any) -> tuple[str, ...]:
+    def _stages(self, stages: Sequence[str] | str, target_embeds: Any, coarse_images: Any) -> tuple[str, ...]:
         if isinstance(stages, str) and stages in STAGE_NAMES:
             stages = (stages,)
         if isinstance(stages, str):
@@ -320,7 +392,7 @@ class PCDMsPipeline:
         if unknown:
             raise UserError(f"unknown stage(s) {unknown}: choose from {', '.join(STAGE_NAMES)}")
         run = tuple(s for s in STAGE_NAMES if s in stages)
-        if coarse_image is not None:
+        if coarse_images is not None:
             run = tuple(s for s in run if s == "refine")
             if not run:
                 raise UserError("coarse_image is given, so only stage 3 can run: include 'refine' in stages")

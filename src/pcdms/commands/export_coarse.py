@@ -25,6 +25,8 @@ pairs across processes.""",
     parser.add_argument("--split", default=None, help="dataset split (default: data.train_split)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="pairs per pipeline pass (default 8; larger keeps a GPU busier, same images)")
     parser.add_argument("--no-progress", action="store_true")
     add_config_args(parser)
     parser.set_defaults(func=run)
@@ -49,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     save_config(cfg, out)
     pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, device=device)
     split = args.split or cfg.data.train_split
-    items = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,
-                          ground_truth_embeds=True, stages=("inpaint",))
-    report = run_items(items, f"export-coarse {split}", progress=not args.no_progress)
+    job = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,
+                        ground_truth_embeds=True, stages=("inpaint",))
+    report = run_items(job, f"export-coarse {split}", progress=not args.no_progress, batch_size=args.batch_size)
     print(report.summary())
     return 1 if report.failed else 0

@@ -25,6 +25,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                         help="weights and activations on the GPU (fp16/bf16 halve memory and time)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="pairs per pipeline pass over a dataset or folder (default 8; same images at any size)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -135,8 +137,8 @@ def run_generate(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args, out)
     call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
     if args.dataset:
-        items = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
-        report = run_items(items, f"generate {args.split}", progress=not args.no_progress)
+        job = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
+        report = run_items(job, f"generate {args.split}", progress=not args.no_progress, batch_size=args.batch_size)
         print(report.summary())
         return 1 if report.failed else 0
     return _generate_one(args, pipe, out, call)
@@ -212,8 +214,8 @@ def run_refine(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(args, out)
-    items = refine_items(pipe, files, out, source_for, args.seed,
-                         num_inference_steps=args.steps, guidance_scale=args.guidance)
-    report = run_items(items, "refine", progress=not args.no_progress)
+    job = refine_items(pipe, files, out, source_for, args.seed,
+                       num_inference_steps=args.steps, guidance_scale=args.guidance)
+    report = run_items(job, "refine", progress=not args.no_progress, batch_size=args.batch_size)
     print(report.summary())
     return 1 if report.failed else 0
