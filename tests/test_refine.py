@@ -130,3 +130,25 @@ def test_strength_refines_the_coarse_image_in_part_of_the_steps(samples_dir):
     # Starting from the coarse latent (noised halfway) keeps it closer than starting from pure noise.
     coarse = cond["coarse_latents"]
     assert (half - coarse).abs().mean() < (full - coarse).abs().mean()
+
+
+def test_conditions_from_a_kl_vae_are_its_mean_without_a_generator(samples_dir):
+    # Sampling must not depend on global RNG state: without a generator the VAE's posterior mean is used.
+    from pcdms.config import AutoencoderConfig
+    from pcdms.encoders import Autoencoder
+
+    torch.manual_seed(0)
+    encoders = tiny_encoders()
+    encoders.autoencoder = Autoencoder(AutoencoderConfig(kind="sd-vae", pretrained_path=None,
+                                                         block_out_channels=(32, 32, 32)))
+    model = build(latent_channels=4)
+    batch = make_batch(samples_dir)
+    first = model.encode_conditions(encoders, batch["source_image"], batch["target_image"])
+    torch.manual_seed(123)  # another global RNG state
+    again = model.encode_conditions(encoders, batch["source_image"], batch["target_image"])
+    assert torch.equal(first["coarse_latents"], again["coarse_latents"])
+    mean = encoders.autoencoder.encode(batch["target_image"], deterministic=True)
+    assert torch.equal(first["coarse_latents"], mean)
+    drawn = model.encode_conditions(encoders, batch["source_image"], batch["target_image"],
+                                    generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(drawn["coarse_latents"], mean)  # with a generator: a posterior sample

@@ -86,9 +86,11 @@ class InpaintModel(StageModel):
         target_pose_image: torch.Tensor, generator: diffusion.Generator = None,
     ) -> dict[str, torch.Tensor]:
         """Everything but the global embedding, from images: source (B, 3, H, W) in [-1, 1], pose renders
-        (B, 3, H, W) in [0, 1]. Returns `mask`, `masked_latents`, `pose_canvas`, `image_tokens`."""
+        (B, 3, H, W) in [0, 1]. Returns `mask`, `masked_latents`, `pose_canvas`, `image_tokens`. A VAE
+        posterior is sampled with `generator`, or its mean without one (the same conditions every run)."""
         device, dtype = self.device, self.dtype
-        masked = encoders.autoencoder.encode(masked_canvas(source_image).to(encoders.autoencoder.device), generator)
+        masked = encoders.autoencoder.encode(masked_canvas(source_image).to(encoders.autoencoder.device), generator,
+                                             deterministic=generator is None)
         return self._conditions(masked.to(device, dtype), make_canvas(source_pose_image, target_pose_image),
                                 encoders.dino(source_image.to(encoders.dino.device)))
 
