@@ -6,9 +6,9 @@ stages. Any stage can be skipped or fed its input, which gives the paper's ablat
 B1 = inpaint only, B2 = prior + inpaint, B3 = inpaint + refine, full = all three.
 
 Without the prior (B1, B3) stage 2 gets the null global embedding (zeros), which is what it sees for the 10 %
-of training batches whose embedding is dropped. Images of any size go in: each is padded to the model's
-aspect with its own border colour, resized, and the outputs are cropped and resized back, so they come out at
-the input's aspect ratio.
+of training batches whose embedding is dropped. Images of any size go in (`pcdms.framing.Fit`): each is padded
+to the model's aspect with its own border colour, resized, and the outputs are cropped and resized back, so
+they come out at the input's aspect ratio. `batch` runs several pairs through each stage together.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pcdms.data.canvas import split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import Encoders, build_encoders
 from pcdms.errors import UserError
+from pcdms.framing import Fit, pose_tensor, to_pil, to_tensor
 from pcdms.pose import Pose
 
 STAGE_NAMES = ("prior", "inpaint", "refine")
@@ -53,43 +54,6 @@ class PCDMsOutput:
     stages_run: tuple[str, ...] = field(default_factory=tuple)
 
 
-@dataclass(frozen=True)
-class _Fit:
-    """How an image of `size` (w, h) sits in the model frame: padded to its aspect, then resized."""
-
-    size: tuple[int, int]
-    padded: tuple[int, int]
-    offset: tuple[int, int]
-
-    @classmethod
-    def of(cls, width: int, height: int, model_h: int, model_w: int, stretch: bool = False) -> _Fit:
-        aspect = model_w / model_h
-        if stretch:  # the authors' way: squash any aspect into the model frame
-            return cls((width, height), (width, height), (0, 0))
-        if width / height > aspect:  # too wide: pad top and bottom
-            padded = (width, round(width / aspect))
-        else:
-            padded = (round(height * aspect), height)
-        return cls((width, height), padded, ((padded[0] - width) // 2, (padded[1] - height) // 2))
-
-    def image_in(self, image: Image.Image, model_h: int, model_w: int) -> Image.Image:
-        border = np.concatenate([np.asarray(image)[[0, -1]].reshape(-1, 3), np.asarray(image)[:, [0, -1]].reshape(-1, 3)])
-        colour = tuple(int(c) for c in np.median(border, axis=0))
-        canvas = Image.new("RGB", self.padded, colour)
-        canvas.paste(image, self.offset)
-        return canvas.resize((model_w, model_h), Image.Resampling.BICUBIC)
-
-    def pose_in(self, pose: Pose, model_h: int, model_w: int) -> Pose:
-        scaled = pose.resized(self.size[1], self.size[0])  # into this image's pixel frame
-        xy = scaled.pixels() + np.asarray(self.offset, dtype=np.float32)
-        return Pose(xy, scaled.visible, self.padded[1], self.padded[0]).resized(model_h, model_w)
-
-    def image_out(self, image: Image.Image) -> Image.Image:
-        full = image.resize(self.padded, Image.Resampling.BICUBIC)
-        left, top = self.offset
-        return full.crop((left, top, left + self.size[0], top + self.size[1]))
-
-
 def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders | None = None) -> list[str]:
     """Save the CLIP/DINOv2 encoders whose `pretrained_path` is null into `folder/encoders/<name>`, so a model
     folder trained with random-weight encoders is self-contained. Returns the names saved."""
@@ -110,24 +74,6 @@ def extract_pose(image: Image.Image, what: str) -> Pose:
     if found is None:
         raise UserError(f"no person found in {what} to take a pose from: give the pose as COCO-18 JSON instead")
     return found[0]
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, H, W) in [-1, 1] -> PIL RGB images."""
-    arrays = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in arrays]
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> (1, 3, H, W) in [-1, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
-
-
-def pose_tensor(pose: Pose, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A pose in the model frame -> (normalised keypoints (1, 18, 2), skeleton render (1, 3, H, W) in [0, 1])."""
-    render = torch.from_numpy(pose.render(height, width).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    return torch.from_numpy(pose.normalized().astype(np.float32))[None], render.contiguous()
 
 
 class PCDMsPipeline:
@@ -190,7 +136,7 @@ class PCDMsPipeline:
 
     def embed_image(self, image: Image.Image) -> torch.Tensor:
         """CLIP image embedding (1, D) of an image as the pipeline sees it (fitted to the model frame)."""
-        fit = _Fit.of(*image.size, self.height, self.width, self.stretch)
+        fit = Fit.of(*image.size, self.height, self.width, self.stretch)
         pixels = to_tensor(fit.image_in(image.convert("RGB"), self.height, self.width))
         return self.encoders.clip(pixels.to(self.encoders.clip.device))
 
@@ -280,7 +226,7 @@ class PCDMsPipeline:
         if "inpaint" in run:
             source_poses = [pose if pose is not None else extract_pose(image, "the source image")
                             for image, pose in zip(images, source_poses)]
-        fits = [_Fit.of(*image.size, h, w, self.stretch) for image in images]
+        fits = [Fit.of(*image.size, h, w, self.stretch) for image in images]
         device = self.inpaint.device if self.inpaint is not None else self.refine.device
         source = torch.cat([to_tensor(fit.image_in(image, h, w)) for fit, image in zip(fits, images)]).to(device)
 
@@ -329,7 +275,7 @@ class PCDMsPipeline:
                 callback=observer("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1], steps))
             coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (B * n, 3, H, W)
         else:  # one given coarse image per pair, encoded once and shared by its samples
-            coarse = torch.cat([to_tensor(_Fit.of(*image.size, h, w, self.stretch).image_in(image.convert("RGB"), h, w))
+            coarse = torch.cat([to_tensor(Fit.of(*image.size, h, w, self.stretch).image_in(image.convert("RGB"), h, w))
                                 for image in coarse_images]).to(device)
         final = coarse
         if "refine" in run:
@@ -365,12 +311,12 @@ class PCDMsPipeline:
             ))
         return outputs
 
-    def _pose_inputs(self, fits: Sequence[_Fit], source_poses: Sequence[Pose],
+    def _pose_inputs(self, fits: Sequence[Fit], source_poses: Sequence[Pose],
                      target_poses: Sequence[Pose]) -> tuple[torch.Tensor, ...]:
         """Keypoints (B, 18, 2) and renders (B, 3, H, W) of the source and target poses in the model frame."""
         h, w = self.height, self.width
         src = [pose_tensor(fit.pose_in(pose, h, w), h, w) for fit, pose in zip(fits, source_poses)]
-        tgt = [pose_tensor(_Fit.of(pose.width, pose.height, h, w, self.stretch).pose_in(pose, h, w), h, w)
+        tgt = [pose_tensor(Fit.of(pose.width, pose.height, h, w, self.stretch).pose_in(pose, h, w), h, w)
                for pose in target_poses]
         return (torch.cat([k for k, _ in src]), torch.cat([r for _, r in src]),
                 torch.cat([k for k, _ in tgt]), torch.cat([r for _, r in tgt]))

@@ -16,7 +16,7 @@ import torch
 
 from pcdms.config import RunConfig
 from pcdms.data.canvas import split_canvas
-from pcdms.pipeline import to_pil
+from pcdms.framing import to_pil
 from pcdms.visualize import image_grid
 
 
