@@ -19,6 +19,7 @@ Encoders are frozen: no gradients, always in eval mode, and run under `torch.no_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,13 @@ def square_resize(images: torch.Tensor, size: int, mean: tuple[float, ...], std:
     return (x - m) / s
 
 
+def incomplete_tensors(info: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(missing, misshapen) tensor names from the `output_loading_info` of transformers or diffusers."""
+    missing = sorted(info.get("missing_keys") or [])
+    wrong = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    return missing, wrong
+
+
 def load_local(cls: type, path: str, what: str, key: str, subfolder: str | None = None) -> nn.Module:
     """`cls.from_pretrained` on a local folder (or its `subfolder` when present), offline, with clear errors.
 
@@ -82,8 +90,7 @@ def load_local(cls: type, path: str, what: str, key: str, subfolder: str | None 
         model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: transformers 5 on a shape mismatch
         raise UserError(f"cannot load {what} from '{folder}' (config key {key}): {err}") from None
-    missing = sorted(info.get("missing_keys") or [])
-    wrong = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    missing, wrong = incomplete_tensors(info)
     if missing or wrong:
         detail = "; ".join(f"{len(keys)} {label}, e.g. {', '.join(keys[:3])}" for keys, label in (
             (missing, "tensors missing from the weight files"), (wrong, "tensors of another shape")) if keys)

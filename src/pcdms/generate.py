@@ -98,8 +98,8 @@ def run_items(job: Job, desc: str, progress: bool = True, batch_size: int = 1) -
                 todo.append(item)
         bar = tqdm(total=len(todo), desc=desc, unit="pair", disable=not (progress and state.is_local_main_process))
         for start in range(0, len(todo), batch_size):
-            ready = []
-            for item in todo[start:start + batch_size]:
+            chunk, ready = todo[start:start + batch_size], []
+            for item in chunk:
                 try:
                     ready.append((item, item.prepare()))
                 except (UserError, OSError) as err:
@@ -108,7 +108,7 @@ def run_items(job: Job, desc: str, progress: bool = True, batch_size: int = 1) -
                 for image, path in zip(images, item.paths):
                     save_atomic(image, path)
                 report.done.append(item.name)
-            bar.update(len(todo[start:start + batch_size]))
+            bar.update(len(chunk))
         bar.close()
     return report
 

@@ -234,8 +234,9 @@ def _usable(component: Component, folder: Path, load: bool) -> tuple[list[str], 
         kwargs["ignore_mismatched_sizes"] = True  # report mismatches instead of raising on the first
     with _quiet():
         _, info = _model_class(component).from_pretrained(str(folder), **kwargs)
-    missing = sorted(info.get("missing_keys") or [])
-    wrong = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    from pcdms.encoders import incomplete_tensors
+
+    missing, wrong = incomplete_tensors(info)
     unexpected = sorted(info.get("unexpected_keys") or [])
     problems = [f"{len(keys)} {what}, e.g. {', '.join(keys[:3])}" for keys, what in (
         (missing, "tensors missing from the weights (from_pretrained would leave them random)"),

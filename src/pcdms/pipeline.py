@@ -255,11 +255,10 @@ class PCDMsPipeline:
             src_kp, src_render, tgt_kp, tgt_render = self._pose_inputs(fits, source_poses, target_poses)
             if "prior" in run:
                 source_embeds = self.encoders.clip(source.to(self.encoders.clip.device))
-                prior_dim = self.prior.cfg.embed_dim
                 target_embeds = self.prior.sample(
                     rows(source_embeds), rows(src_kp), rows(tgt_kp), guidance_scale=scales["prior"],
                     scheduler=self.sample.scheduler, num_inference_steps=steps, generator=step_generator,
-                    latents=noise(prior_dim, dtype=self.prior.dtype), callback=None if callback is None else
+                    latents=noise(self.prior.cfg.embed_dim, dtype=self.prior.dtype), callback=None if callback is None else
                     (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
             elif target_embeds is not None:
                 target_embeds = rows(target_embeds.reshape(count, -1).to(device))
@@ -281,7 +280,7 @@ class PCDMsPipeline:
         if "refine" in run:
             conditions = self.refine.encode_conditions(self.encoders, source, coarse)
             coarse_latents = conditions["coarse_latents"]
-            if coarse_latents.shape[0] == count:
+            if coarse_images is not None:  # one per pair: shared by the pair's samples
                 coarse_latents = rows(coarse_latents)
             refined = self.refine.sample(
                 coarse_latents, rows(conditions["image_tokens"]), guidance_scale=scales["refine"],
@@ -291,11 +290,7 @@ class PCDMsPipeline:
                 callback=observer("refine", self.encoders.autoencoder.decode, steps),
                 strength=self.sample.refine_strength)
             final = self.encoders.autoencoder.decode(refined)
-        if final.shape[0] != count * n:
-            final = rows(final)
-        if coarse.shape[0] != count * n:
-            coarse = rows(coarse)
-        finals, coarses = to_pil(final), to_pil(coarse)
+        finals, coarses = to_pil(final), to_pil(coarse if coarse_images is None else rows(coarse))
         outputs = []
         for i, fit in enumerate(fits):
             mine = slice(i * n, (i + 1) * n)
