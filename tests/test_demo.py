@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -54,3 +55,25 @@ def test_shipped_demo_model_moves_each_person_into_the_target_pose(tmp_path):
 def test_missing_model_is_a_user_error(tmp_path, capsys):
     assert main(["demo", "--model", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     assert "train_demo.sh" in capsys.readouterr().err
+
+
+def test_shipped_demo_images_are_unchanged_by_computing_conditions_once():
+    """Issue 19: conditions computed once per sampling call (pose embedding, projected tokens, guidance
+    batch) give the images the per-step code gave (`tests/data/demo_reference`, made by the code before the
+    change with this same call), to within one grey level."""
+    import numpy as np
+
+    from pcdms.imageio import load_image
+    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.pose import read_openpose_json
+
+    reference = Path(__file__).parent / "data" / "demo_reference"
+    pipe = PCDMsPipeline.from_pretrained(ASSETS / "model")
+    inputs = ASSETS / "inputs"
+    for index, pair in enumerate(json.loads((inputs / "pairs.json").read_text())):
+        out = pipe(load_image(inputs / pair["source"]), read_openpose_json(inputs / f"{Path(pair['target']).stem}.json"),
+                   read_openpose_json(inputs / f"{Path(pair['source']).stem}.json"),
+                   generator=torch.Generator().manual_seed(index))
+        for kind, image in (("final", out.images[0]), ("coarse", out.coarse_images[0])):
+            expected = np.asarray(Image.open(reference / f"{index}_{kind}.png"), np.int16)
+            assert np.abs(np.asarray(image, np.int16) - expected).max() <= 1, (index, kind)

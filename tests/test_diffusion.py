@@ -19,6 +19,8 @@ V = ScheduleConfig(prediction_type="v_prediction")
 @pytest.mark.parametrize("name", diffusion.SCHEDULERS)
 @pytest.mark.parametrize("schedule", [EPS, X0, V], ids=["eps", "x0", "v"])
 def test_an_exact_denoiser_makes_every_sampler_return_the_clean_sample(name, schedule, steps):
+    if name == "unclip" and schedule is not X0:
+        pytest.skip("unclip samples squared-cosine priors only (refusal tested below)")
     clean = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(0))
     train = diffusion.make_scheduler("ddpm", schedule)
     exact = oracle(train, clean)
@@ -33,6 +35,28 @@ def test_an_exact_denoiser_makes_every_sampler_return_the_clean_sample(name, sch
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
     out = diffusion.sample_loop(exact, sched, noise, steps, generator=torch.Generator().manual_seed(2))
     assert torch.allclose(out, clean, atol=1e-3), (out - clean).abs().max()
+
+
+def test_unclip_refuses_a_schedule_it_cannot_sample():
+    with pytest.raises(UserError, match="unclip scheduler needs a squaredcos_cap_v2"):
+        diffusion.make_scheduler("unclip", EPS)
+
+
+def test_the_authors_spacing_gives_their_timesteps_and_ours_starts_from_pure_noise():
+    # shared/authors_reference/sampling/README.md (UniPC, UnCLIP) and simplified/README.md (DDIM, 20 steps)
+    expected = {"unipc": [999, 949, 899, 849, 799, 749, 699, 649, 599, 549, 500, 450, 400, 350, 300, 250, 200,
+                          150, 100, 50],
+                "ddim": list(range(951, 0, -50))}
+    for name, want in expected.items():
+        sched = diffusion.make_scheduler(name, EPS, spacing="authors")
+        sched.set_timesteps(20)
+        assert sched.timesteps.tolist() == want, name
+        ours = diffusion.make_scheduler(name, EPS)
+        ours.set_timesteps(20)
+        assert ours.timesteps[0] == 999 and ours.timesteps[-1] == 49
+    unclip = diffusion.make_scheduler("unclip", X0)
+    unclip.set_timesteps(20)
+    assert unclip.timesteps.tolist()[:4] == [999, 946, 894, 841] and unclip.timesteps[-1] == 0
 
 
 def test_inference_schedulers_share_the_training_betas():
@@ -113,6 +137,34 @@ def test_guidance_batches_cond_and_uncond_in_one_call_and_mixes_them():
         out = diffusion.guided(model, x, t, cond, uncond, w)
         assert calls == [6]  # one call on [uncond; cond]
         assert torch.allclose(out, w * (x * 2) + (1 - w) * (x * 5))
+
+
+def test_the_authors_guidance_runs_only_above_one_and_concatenates_once():
+    calls = []
+
+    def model(x, t, c):
+        calls.append(x.shape[0])
+        return x * c
+
+    x, t = torch.randn(3, 2), torch.tensor(7)
+    cond, uncond = {"c": torch.full((3, 1), 2.0)}, {"c": torch.full((3, 1), 5.0)}
+    for w in (0.0, 0.5, 1.0):  # diffusers' convention: scale <= 1 is the conditional model alone
+        guidance = diffusion.Guidance(w, above_one=True)
+        assert not guidance.enabled and torch.equal(guidance(model, x, t, guidance.batch(cond, uncond)), x * 2)
+    guidance = diffusion.Guidance(2.0, above_one=True)
+    both = guidance.batch(cond, uncond)
+    assert both["c"].shape[0] == 6 and torch.equal(both["c"][:3], uncond["c"])  # [uncond; cond], built once
+    assert torch.allclose(guidance(model, x, t, both), x * 5 + 2.0 * (x * 2 - x * 5))
+
+
+def test_guidance_rescale_matches_the_std_of_the_conditional_output():
+    g = torch.Generator().manual_seed(0)
+    guided, cond = torch.randn(2, 4, 3, 3, generator=g) * 3, torch.randn(2, 4, 3, 3, generator=g)
+    assert torch.equal(diffusion.rescale_guidance(guided, cond, 0.0), guided)
+    full = diffusion.rescale_guidance(guided, cond, 1.0)
+    assert torch.allclose(full.flatten(1).std(dim=1), cond.flatten(1).std(dim=1))
+    # r = 2 (the authors' driver): 2 * rescaled - guided, exactly the diffusers formula
+    assert torch.allclose(diffusion.rescale_guidance(guided, cond, 2.0), 2 * full - guided)
 
 
 def test_a_list_of_generators_draws_each_sample_from_its_own_seed():

@@ -133,25 +133,47 @@ def test_an_oracle_noise_network_makes_the_sampler_return_the_clean_canvas(sampl
     model, cond = build(), conditions(samples_dir)
     batch = make_batch(samples_dir)
     clean = tiny_encoders().autoencoder.encode(make_canvas(batch["source_image"], batch["target_image"]))
-    model.forward = oracle(model.noise_scheduler, clean)
+    model.denoise = oracle(model.noise_scheduler, clean)
     out = model.sample(*sample_args(cond), guidance_scale=2.0, num_inference_steps=5, generator=seeds(0)[0])
     assert torch.allclose(out, clean, atol=1e-3)
     _, target = split_canvas(tiny_encoders().autoencoder.decode(out))
     assert torch.allclose(target, batch["target_image"], atol=1e-3)
 
 
-def test_guidance_drops_only_the_image_tokens_and_global_embedding(samples_dir):
+def test_guidance_drops_only_the_tokens_and_class_label_as_the_recipe_says(samples_dir):
+    """Paper Eq. 6: the unconditional half keeps pose, mask and masked image. pcdms zeroes the raw DINOv2
+    tokens and embedding before the projections (the trained null); the authors' pipeline zeroes the whole
+    projected sequence (CLIP token included). The class label is zero in both."""
     model, cond = build(), conditions(samples_dir)
-    seen = []
-    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs), with_kwargs=True)
-    model.sample(*sample_args(cond), guidance_scale=2.0, num_inference_steps=1, generator=seeds(0)[0])
-    (inputs,) = seen
-    uncond = {k: v[:2] for k, v in inputs.items()}
-    conditional = {k: v[2:] for k, v in inputs.items()}
-    for kept in ("mask", "masked_latents", "pose_canvas"):  # paper Eq. 6
-        assert torch.equal(uncond[kept], conditional[kept])
-    for dropped in ("image_tokens", "global_embeds"):
-        assert torch.all(uncond[dropped] == 0) and torch.equal(conditional[dropped], cond[dropped])
+    seen, denoise = [], model.denoise
+    model.denoise = lambda x, t, **kw: seen.append(kw) or denoise(x, t, **kw)
+    for recipe in ("pcdms", "authors"):
+        model.sample(*sample_args(cond), guidance_scale=2.0, num_inference_steps=1, generator=seeds(0)[0],
+                     recipe=recipe)
+    prepared = model.prepare(*(cond[k] for k in ("mask", "masked_latents", "pose_canvas", "image_tokens",
+                                                  "global_embeds")))
+    null = model.token_conditions(torch.zeros_like(cond["image_tokens"]), torch.zeros_like(cond["global_embeds"]))
+    for inputs, recipe in zip(seen, ("pcdms", "authors")):
+        uncond = {k: v[:2] for k, v in inputs.items()}
+        conditional = {k: v[2:] for k, v in inputs.items()}
+        assert torch.equal(uncond["static"], conditional["static"])  # mask, masked latents, pose embedding
+        assert torch.allclose(conditional["static"], prepared["static"], atol=1e-6)
+        assert torch.equal(conditional["tokens"], prepared["tokens"])
+        assert torch.all(uncond["class_labels"] == 0) and torch.equal(conditional["class_labels"], cond["global_embeds"])
+        if recipe == "pcdms":
+            assert torch.equal(uncond["tokens"], null["tokens"]) and uncond["tokens"].abs().sum() > 0
+        else:
+            assert torch.all(uncond["tokens"] == 0)
+
+
+def test_the_pose_embedding_and_token_projection_run_once_per_sampling_call(samples_dir):
+    """Issue 19: what does not depend on the noisy latents or the timestep is computed once per call."""
+    model, cond = build(), conditions(samples_dir)
+    calls = {"pose_proj": 0, "image_proj": 0, "unet": 0}
+    for name in calls:
+        getattr(model, name).register_forward_pre_hook(lambda m, a, name=name: calls.__setitem__(name, calls[name] + 1))
+    model.sample(*sample_args(cond), guidance_scale=2.0, num_inference_steps=5, generator=seeds(0)[0])
+    assert calls == {"pose_proj": 1, "image_proj": 2, "unet": 5}  # image_proj: cond and the null tokens
 
 
 def test_guidance_one_is_the_conditional_model(samples_dir):
@@ -173,7 +195,7 @@ def test_the_same_seed_gives_the_same_canvas_and_a_batch_equals_single_calls(sam
     assert not torch.allclose(run(seeds(0)[0]), run(seeds(1)[0]))
     pair = run(seeds(3, 4))
     singles = torch.cat([run(seeds(3), slice(0, 1)), run(seeds(4), slice(1, 2))])
-    assert torch.allclose(pair, singles, atol=1e-5)
+    assert torch.allclose(pair, singles, rtol=1e-5, atol=1e-4)  # latents of a random eps UNet reach ~30
 
 
 def test_stage_two_overfits_one_batch(samples_dir):

@@ -67,23 +67,30 @@ def test_an_oracle_noise_network_makes_the_sampler_return_the_clean_target(sampl
     model, cond = build(), conditions(samples_dir)
     batch = stage3_batch(samples_dir)
     clean = tiny_encoders().autoencoder.encode(batch["target_image"])
-    model.forward = oracle(model.noise_scheduler, clean)
+    model.denoise = oracle(model.noise_scheduler, clean)
     for name in ("ddim", "unipc"):
         out = model.sample(cond["coarse_latents"], cond["image_tokens"], num_inference_steps=6, scheduler=name)
         assert torch.allclose(tiny_encoders().autoencoder.decode(out), batch["target_image"], atol=1e-3)
 
 
-def test_guidance_drops_the_tokens_and_keeps_the_coarse_image_unless_asked(samples_dir):
+def test_the_unconditional_half_follows_the_recipe(samples_dir):
+    """pcdms: raw tokens zeroed before the projection, coarse image kept (what dropout trained); authors:
+    the projected tokens and the coarse latents zeroed (their sampler, `shared/authors_reference`)."""
     model, cond = build(), conditions(samples_dir)
-    seen = []
-    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs), with_kwargs=True)
-    for keep in (True, False):
-        model.sample(cond["coarse_latents"], cond["image_tokens"], num_inference_steps=1, uncond_keeps_coarse=keep)
-    for inputs, keep in zip(seen, (True, False)):
-        assert torch.all(inputs["image_tokens"][:2] == 0) and torch.equal(inputs["image_tokens"][2:], cond["image_tokens"])
-        assert torch.equal(inputs["coarse_latents"][2:], cond["coarse_latents"])
-        uncond_coarse = inputs["coarse_latents"][:2]
-        assert torch.equal(uncond_coarse, cond["coarse_latents"]) if keep else torch.all(uncond_coarse == 0)
+    seen, denoise = [], model.denoise
+    model.denoise = lambda x, t, **kw: seen.append(kw) or denoise(x, t, **kw)
+    for recipe in ("pcdms", "authors"):
+        model.sample(cond["coarse_latents"], cond["image_tokens"], num_inference_steps=1, recipe=recipe)
+    prepared = model.prepare(cond["coarse_latents"], cond["image_tokens"])
+    null_tokens = model.prepare(cond["coarse_latents"], torch.zeros_like(cond["image_tokens"]))["tokens"]
+    for inputs, recipe in zip(seen, ("pcdms", "authors")):
+        assert torch.equal(inputs["tokens"][2:], prepared["tokens"]) and torch.equal(inputs["coarse"][2:], cond["coarse_latents"])
+        uncond_tokens, uncond_coarse = inputs["tokens"][:2], inputs["coarse"][:2]
+        if recipe == "pcdms":
+            assert torch.equal(uncond_tokens, null_tokens) and uncond_tokens.abs().sum() > 0
+            assert torch.equal(uncond_coarse, cond["coarse_latents"])
+        else:
+            assert torch.all(uncond_tokens == 0) and torch.all(uncond_coarse == 0)
 
 
 def test_guidance_one_is_the_conditional_model(samples_dir):
@@ -105,7 +112,7 @@ def test_the_same_seed_gives_the_same_image_and_a_batch_equals_single_calls(samp
     assert not torch.allclose(run(seeds(0)[0]), run(seeds(1)[0]))
     pair = run(seeds(3, 4))
     singles = torch.cat([run(seeds(3), slice(0, 1)), run(seeds(4), slice(1, 2))])
-    assert torch.allclose(pair, singles, atol=1e-5)
+    assert torch.allclose(pair, singles, rtol=1e-5, atol=1e-4)  # latents of a random eps UNet reach ~30
 
 
 def test_stage_three_overfits_one_batch(samples_dir):

@@ -1,23 +1,30 @@
 """Diffusion machinery shared by the three stages (paper Sec. 3.1, Eq. 1-2; REFERENCE.md Sec. 1).
 
 - `make_scheduler`: the training `DDPMScheduler` and the inference schedulers (DDIM, UniPC, DDPM, Euler,
-  DPM-Solver++) built from the same betas and prediction type, so any of them samples any stage.
+  DPM-Solver++, UnCLIP) built from the same betas and prediction type, so any of them samples any stage.
 - `add_noise` / `training_target`: noisy inputs and the regression target (noise, x0 or v).
 - `drop_conditions`: independent per-sample, per-condition dropout for classifier-free guidance training.
-- `guided`: classifier-free guidance `w * cond + (1 - w) * uncond` (paper Eq. 2, 4, 6, 8) in ONE model call.
+- `Guidance`: classifier-free guidance `uncond + w * (cond - uncond)` (paper Eq. 2, 4, 6, 8), the two halves
+  batched into ONE model call, with the conditions concatenated once per sampling call, and the optional
+  rescale of Lin et al. 2024 (diffusers' `guidance_rescale`).
 - `sample_loop`: the single sampling loop of every stage (k-diffusion style: the denoiser is an argument and
   conditioning is closed over by the caller).
 
-Inference schedulers use "trailing" timestep spacing (the first step starts at t = T - 1, where the input is
-pure noise) and end at a clean sample (DDIM `set_alpha_to_one`, zero final sigma), so an exact denoiser
-returns exactly x0.
+Timestep spacing has two conventions (`pcdms.recipes`):
+- "trailing" (this project's recipe): the first step starts at t = T - 1, where the input is pure noise, and
+  the loop ends at a clean sample (DDIM `set_alpha_to_one`, zero final sigma), so an exact denoiser returns
+  exactly x0;
+- "authors": what the authors' schedulers did, built `from_config` on the SD-2.1-base scheduler config under
+  diffusers 0.24: `steps_offset=1`, each scheduler's own default spacing (DDIM/DDPM "leading", UniPC/DPM/Euler
+  "linspace"), DDIM without `set_alpha_to_one`, and multistep solvers ending at sigma(t=0), not at 0.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from diffusers import (
@@ -25,6 +32,7 @@ from diffusers import (
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    UnCLIPScheduler,
     UniPCMultistepScheduler,
 )
 
@@ -36,18 +44,26 @@ DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # callback(step index, timestep, latents after the step, predicted x0 at this step)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
-SCHEDULERS = ("ddim", "unipc", "ddpm", "euler", "dpm")
+SCHEDULERS = ("ddim", "unipc", "ddpm", "euler", "dpm", "unclip")
+Spacing = Literal["trailing", "authors"]
 
 
-def make_scheduler(name: str, schedule: ScheduleConfig, clip_range: float | None = None) -> Any:
+def make_scheduler(name: str, schedule: ScheduleConfig, clip_range: float | None = None,
+                   spacing: Spacing = "trailing") -> Any:
     """A diffusers scheduler `name` (one of SCHEDULERS) over the betas of `schedule`.
 
     `ddpm` is also the training scheduler (`add_noise`, `get_velocity`). Sample clipping is off unless
-    `clip_range` is given (ddim and ddpm only): VAE latents and normalised CLIP embeddings are not confined
-    to a range, pixel-like latents (space-to-depth) are.
+    `clip_range` is given (ddim, ddpm, unclip): VAE latents and normalised CLIP embeddings are not confined
+    to a range, pixel-like latents (space-to-depth) are. `unclip` is the Kandinsky-2.2 prior's sampler
+    (ancestral, `fixed_small_log` variance, x0 clipped to +-10 unless `clip_range` says otherwise; its own
+    timesteps 999, 946, ..., 0 whatever the spacing). `spacing`: see the module docstring.
     """
-    if clip_range is not None and name not in ("ddim", "ddpm"):
-        raise UserError(f"sample.latent_clip works with the ddim and ddpm schedulers, not '{name}'")
+    if name not in SCHEDULERS:
+        raise UserError(f"unknown scheduler '{name}': use one of {', '.join(SCHEDULERS)}")
+    if clip_range is not None and name not in ("ddim", "ddpm", "unclip"):
+        raise UserError(f"sample.latent_clip works with the ddim, ddpm and unclip schedulers, not '{name}'")
+    if name == "unclip":
+        return _unclip(schedule, clip_range)
     clip = {"clip_sample": clip_range is not None, "clip_sample_range": clip_range or 1.0}
     common: dict[str, Any] = dict(
         num_train_timesteps=schedule.num_train_timesteps,
@@ -55,19 +71,31 @@ def make_scheduler(name: str, schedule: ScheduleConfig, clip_range: float | None
         beta_start=schedule.beta_start,
         beta_end=schedule.beta_end,
         prediction_type=schedule.prediction_type,
-        timestep_spacing="trailing",
     )
+    authors = spacing == "authors"
+    if authors:  # from_config on SD-2.1-base's scheduler config: steps_offset 1, each class's default spacing
+        common.update(steps_offset=1)
+    else:
+        common.update(timestep_spacing="trailing")
+    final = "sigma_min" if authors else "zero"
     if name == "ddpm":
         return DDPMScheduler(**common, **clip)
     if name == "ddim":
-        return DDIMScheduler(**common, **clip, set_alpha_to_one=True, steps_offset=0)
+        return DDIMScheduler(**common, **clip, set_alpha_to_one=not authors)
     if name == "unipc":
-        return UniPCMultistepScheduler(**common, final_sigmas_type="zero")
+        return UniPCMultistepScheduler(**common, final_sigmas_type=final)
     if name == "dpm":
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", final_sigmas_type="zero")
-    if name == "euler":
-        return EulerDiscreteScheduler(**common)
-    raise UserError(f"unknown scheduler '{name}': use one of {', '.join(SCHEDULERS)}")
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", final_sigmas_type=final)
+    return EulerDiscreteScheduler(**common)
+
+
+def _unclip(schedule: ScheduleConfig, clip_range: float | None) -> UnCLIPScheduler:
+    if schedule.beta_schedule != "squaredcos_cap_v2" or schedule.prediction_type not in ("sample", "epsilon"):
+        raise UserError("the unclip scheduler needs a squaredcos_cap_v2 schedule predicting 'sample' or 'epsilon' "
+                        f"(the prior's), not {schedule.beta_schedule}/{schedule.prediction_type}")
+    return UnCLIPScheduler(num_train_timesteps=schedule.num_train_timesteps, variance_type="fixed_small_log",
+                           clip_sample=True, clip_sample_range=10.0 if clip_range is None else clip_range,
+                           prediction_type=schedule.prediction_type)
 
 
 def randn(
@@ -151,6 +179,53 @@ def drop_conditions(
     return out
 
 
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance `uncond + scale * (cond - uncond)` (paper Eq. 2, 4, 6, 8; the authors' form).
+
+    `above_one`: on only when scale > 1, as in the authors' (diffusers') pipelines, where any scale <= 1
+    runs the conditional model alone; otherwise (this project's recipe) on whenever scale != 1, so scale 0
+    gives the unconditional model. `rescale` > 0 applies `rescale_guidance` (diffusers' `guidance_rescale`).
+    When on, `batch` concatenates [uncond, cond] ONCE per sampling call and each step is one model call on
+    (2B, ...); the conditions themselves are whatever the model's denoiser takes (already projected).
+    """
+
+    scale: float
+    above_one: bool = False
+    rescale: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.scale > 1.0 if self.above_one else self.scale != 1.0
+
+    def batch(self, cond: Mapping[str, Any], uncond: Mapping[str, Any]) -> dict[str, Any]:
+        """The conditions of every step: cond alone, or [uncond; cond] per entry (None entries stay None)."""
+        if not self.enabled:
+            return dict(cond)
+        if set(cond) != set(uncond):
+            raise ValueError(f"cond and uncond must name the same inputs, got {sorted(cond)} and {sorted(uncond)}")
+        return {k: None if cond[k] is None else torch.cat([uncond[k], cond[k]]) for k in cond}
+
+    def __call__(self, model_fn: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor,
+                 conditions: Mapping[str, Any]) -> torch.Tensor:
+        """The guided output at (x, t), with `conditions` from `batch`."""
+        if not self.enabled:
+            return model_fn(x, t, **conditions)
+        t2 = torch.cat([t, t]) if t.ndim == 1 else t
+        out_uncond, out_cond = model_fn(torch.cat([x, x]), t2, **conditions).chunk(2)
+        out = out_uncond + self.scale * (out_cond - out_uncond)
+        return rescale_guidance(out, out_cond, self.rescale) if self.rescale else out
+
+
+def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
+    """`rescale * guided * std(cond) / std(guided) + (1 - rescale) * guided`, std over all but the batch dim
+    (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps Are Flawed", Sec. 3.4; the formula of
+    diffusers' `guidance_rescale`, which the authors' stage-3 pipeline applies)."""
+    dims = list(range(1, cond.ndim))
+    rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return rescale * rescaled + (1.0 - rescale) * guided
+
+
 def guided(
     model_fn: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -159,19 +234,9 @@ def guided(
     uncond: Mapping[str, torch.Tensor],
     scale: float,
 ) -> torch.Tensor:
-    """Classifier-free guidance: `scale * f(x, cond) + (1 - scale) * f(x, uncond)` in one batched call.
-
-    `model_fn(x, t, **conditions)` with every condition (B, ...). At scale 1 only the conditional half runs;
-    any other scale (0, fractional, > 1) batches uncond and cond as (2B, ...).
-    """
-    if scale == 1.0:
-        return model_fn(x, t, **cond)
-    if set(cond) != set(uncond):
-        raise ValueError(f"cond and uncond must name the same inputs, got {sorted(cond)} and {sorted(uncond)}")
-    both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-    t2 = torch.cat([t, t]) if t.ndim == 1 else t
-    out_uncond, out_cond = model_fn(torch.cat([x, x]), t2, **both).chunk(2)
-    return scale * out_cond + (1.0 - scale) * out_uncond
+    """One guided evaluation `model_fn(x, t, **conditions)` (this project's `Guidance`, batched halves)."""
+    guidance = Guidance(scale)
+    return guidance(model_fn, x, t, guidance.batch(cond, uncond))
 
 
 def predicted_x0(scheduler: Any, model_input: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -192,6 +257,11 @@ def _step_kwargs(scheduler: Any, generator: Generator) -> dict[str, Any]:
     return {"generator": generator} if "generator" in params and generator is not None else {}
 
 
+def _takes_prev_timestep(scheduler: Any) -> bool:
+    """UnCLIP's step needs the next timestep of the (unevenly spaced) schedule, or None at the last step."""
+    return "prev_timestep" in inspect.signature(scheduler.step).parameters
+
+
 @torch.no_grad()
 def sample_loop(
     denoise_fn: DenoiseFn,
@@ -202,13 +272,15 @@ def sample_loop(
     callback: StepCallback | None = None,
     init: torch.Tensor | None = None,
     strength: float = 1.0,
+    finish_at_x0: bool = True,
 ) -> torch.Tensor:
     """Run `scheduler` from standard-normal `latents` (B, ...) down to a clean sample of the same shape.
 
     `denoise_fn(x_t, t)` gets the scheduler-scaled input and a 0-d timestep and returns the network output
     in the scheduler's prediction type (guidance happens inside it). `generator` feeds stochastic steps
-    (DDPM, Euler with noise). `callback(i, t, latents, x0)` sees every step. The result is the last
-    step's clean estimate where the scheduler reports one (DDIM, DDPM, Euler), else its final sample.
+    (DDPM, Euler with noise, UnCLIP's variance noise: never the global RNG). `callback(i, t, latents, x0)`
+    sees every step. The result is the last step's clean estimate where the scheduler reports one (DDIM,
+    DDPM, Euler) and `finish_at_x0`, else the scheduler's final sample (the authors' loops).
 
     `strength` < 1 (with `init`, a clean sample shaped like `latents`) starts part-way, image-to-image
     style (SDEdit; diffusers' img2img pipelines): `init` noised with `latents` to the timestep
@@ -230,24 +302,27 @@ def sample_loop(
     else:
         x = latents * scheduler.init_noise_sigma
     extra = _step_kwargs(scheduler, generator)
+    with_prev = _takes_prev_timestep(scheduler)
     last = len(timesteps) - 1
     for i, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(x, t)
         output = denoise_fn(model_input, t)
+        if with_prev:
+            extra["prev_timestep"] = None if i == last else timesteps[i + 1]
         step = scheduler.step(output, t, x, return_dict=True, **extra)
         x0 = getattr(step, "pred_original_sample", None)
         # Finish at the clean estimate: with trailing spacing DDIM's last step lands on t = 0, not on a
         # clean sample, when T is not a multiple of the step count (e.g. 6 steps). Elsewhere they agree.
-        x = x0 if i == last and x0 is not None else step.prev_sample
+        x = x0 if finish_at_x0 and i == last and x0 is not None else step.prev_sample
         if callback is not None:
             callback(i, t, x, x0 if x0 is not None else predicted_x0(scheduler, model_input, output, t))
     return x
 
 
-def as_scheduler(scheduler: str | Any, schedule: ScheduleConfig) -> Any:
+def as_scheduler(scheduler: str | Any, schedule: ScheduleConfig, spacing: Spacing = "trailing") -> Any:
     """A scheduler from a name (see SCHEDULERS) or a given diffusers scheduler, checked against `schedule`."""
     if isinstance(scheduler, str):
-        return make_scheduler(scheduler, schedule)
+        return make_scheduler(scheduler, schedule, spacing=spacing)
     kind = scheduler.config.prediction_type
     if kind != schedule.prediction_type:
         raise UserError(f"the scheduler predicts '{kind}' but this model was trained for '{schedule.prediction_type}'")

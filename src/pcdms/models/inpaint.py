@@ -9,9 +9,12 @@ has 2 x latent + 1 channels: [noisy canvas latent | mask | latent of [source | b
 - target global feature: the stage-1 CLIP embedding, appended as one more cross-attention token and fed
   through the UNet's projection class embedding, which is added to the timestep embedding.
 Training drops the DINOv2 tokens and the global embedding independently (zeros); guidance (paper Eq. 6)
-uses the same zeros for its unconditional branch, which keeps the pose, mask and masked image.
+keeps the pose, mask and masked image in its unconditional branch and zeroes the tokens as the sampling
+recipe says (`pcdms.recipes`). With `global_embed_dim: null` this is the authors' simplified stage-2-only
+model (their demo notebook's `pcdms_ckpt.pt`): DINOv2 tokens only, no class embedding.
 
-Checkpoint keys: `unet.*`, `pose_proj.*` as the authors'; their `image_proj_model_p.*` is our `image_proj.*`.
+Checkpoint keys: `unet.*`, `pose_proj.*` as the authors'; their `image_proj_model_p.*` (three-stage release)
+and `image_proj_model.*` (simplified model) are our `image_proj.*`.
 """
 
 from __future__ import annotations
@@ -26,17 +29,19 @@ from pcdms import diffusion
 from pcdms.config import InpaintConfig
 from pcdms.data.canvas import make_canvas, make_inpaint_mask, masked_canvas
 from pcdms.encoders import Encoders
-from pcdms.models.blocks import PoseAddedConvIn, PoseConditioningEmbedding, TokenMLP, build_unet
+from pcdms.models.blocks import PoseAddedConvIn, PoseConditioningEmbedding, TokenMLP, build_unet, eval_mode
 from pcdms.models.io import StageModel
+from pcdms.recipes import Recipe, get_recipe
 
 
 class InpaintModel(StageModel):
     """Stage-2 UNet with pose embedding, image-token MLP and global embedding; predicts noise (eps, the paper)
-    or v, per `cfg.schedule.prediction_type`."""
+    or v, per `cfg.schedule.prediction_type`. `cfg.global_embed_dim` None: the authors' simplified model
+    (no CLIP token, no class embedding; stage 2 alone)."""
 
     stage = "inpaint"
     config_class = InpaintConfig
-    authors_key_renames = {"image_proj_model_p.": "image_proj."}
+    authors_key_renames = {"image_proj_model_p.": "image_proj.", "image_proj_model.": "image_proj."}
 
     def __init__(self, cfg: InpaintConfig) -> None:
         super().__init__()
@@ -48,7 +53,13 @@ class InpaintModel(StageModel):
         self.pose_proj = PoseConditioningEmbedding(cfg.pose_embed_channels, unet_cfg.block_out_channels[0])
         self.image_proj = TokenMLP(cfg.image_token_dim, cfg.token_hidden_dim, width)
         # The paper's widths agree (1024): no extra layer, the authors' key set; a projection otherwise.
-        self.global_proj = nn.Identity() if cfg.global_embed_dim == width else nn.Linear(cfg.global_embed_dim, width)
+        self.global_proj = (nn.Identity() if cfg.global_embed_dim in (None, width)
+                            else nn.Linear(cfg.global_embed_dim, width))
+
+    @property
+    def uses_global_embeds(self) -> bool:
+        """False for the simplified model, which takes no stage-1 embedding."""
+        return self.cfg.global_embed_dim is not None
 
     def forward(
         self,
@@ -58,26 +69,53 @@ class InpaintModel(StageModel):
         masked_latents: torch.Tensor,
         pose_canvas: torch.Tensor,
         image_tokens: torch.Tensor,
-        global_embeds: torch.Tensor,
+        global_embeds: torch.Tensor | None,
     ) -> torch.Tensor:
         """Predicted noise (B, C, h, 2w).
 
         noisy_latents, masked_latents: (B, C, h, 2w); mask: (B, 1, h, 2w), 1 = source half; timesteps: (B,)
         or 0-d; pose_canvas: (B, 3, H, 2W) in [0, 1]; image_tokens: (B, N, image_token_dim) DINOv2;
-        global_embeds: (B, global_embed_dim) CLIP embedding (unnormalised).
+        global_embeds: (B, global_embed_dim) CLIP embedding (unnormalised), None for the simplified model.
         """
+        prepared = self.prepare(mask, masked_latents, pose_canvas, image_tokens, global_embeds)
+        return self.denoise(noisy_latents, timesteps, **prepared)
+
+    def prepare(self, mask: torch.Tensor, masked_latents: torch.Tensor, pose_canvas: torch.Tensor,
+                image_tokens: torch.Tensor, global_embeds: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """Everything that does not change between sampling steps (shapes as in `forward`):
+        `static` (B, C+1+c0, h, 2w) = [mask | masked latents | pose embedding], `tokens` the cross-attention
+        sequence (B, N(+1), width) and `class_labels` (B, global_embed_dim) or None."""
         dtype = self.dtype
+        pose = self.pose_features(pose_canvas, masked_latents.shape[-2:])
+        return {"static": torch.cat([mask.to(dtype), masked_latents.to(dtype), pose], dim=1),
+                **self.token_conditions(image_tokens, global_embeds)}
+
+    def pose_features(self, pose_canvas: torch.Tensor, latent_size: torch.Size) -> torch.Tensor:
+        """`pose_proj` of the skeleton canvas (B, 3, H, 2W) in [0, 1] -> (B, c0, h, 2w)."""
         if self.cfg.pose_image_range == "signed":  # the authors' checkpoints saw the skeleton in [-1, 1]
             pose_canvas = pose_canvas * 2 - 1
-        pose_features = self.pose_proj(pose_canvas.to(dtype))  # (B, c0, h, 2w)
-        if pose_features.shape[-2:] != noisy_latents.shape[-2:]:
+        features = self.pose_proj(pose_canvas.to(self.dtype))
+        if features.shape[-2:] != latent_size:
             raise ValueError(f"pose canvas {tuple(pose_canvas.shape[-2:])} gives features of size "
-                             f"{tuple(pose_features.shape[-2:])}, but the latent canvas is "
-                             f"{tuple(noisy_latents.shape[-2:])}")
+                             f"{tuple(features.shape[-2:])}, but the latent canvas is {tuple(latent_size)}")
+        return features
+
+    def token_conditions(self, image_tokens: torch.Tensor,
+                         global_embeds: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """The cross-attention `tokens` [projected DINOv2 tokens, global token] and the `class_labels`."""
+        dtype = self.dtype
+        tokens = self.image_proj(image_tokens.to(dtype))  # (B, N, width)
+        if not self.uses_global_embeds:
+            return {"tokens": tokens, "class_labels": None}
         global_embeds = global_embeds.to(dtype)
-        tokens = torch.cat([self.image_proj(image_tokens.to(dtype)), self.global_proj(global_embeds)[:, None]], dim=1)
-        sample = torch.cat([noisy_latents, mask, masked_latents, pose_features], dim=1).to(dtype)  # (B, 2C+1+c0, h, 2w)
-        return self.unet(sample, timesteps, encoder_hidden_states=tokens, class_labels=global_embeds).sample
+        tokens = torch.cat([tokens, self.global_proj(global_embeds)[:, None]], dim=1)  # (B, N + 1, width)
+        return {"tokens": tokens, "class_labels": global_embeds}
+
+    def denoise(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, static: torch.Tensor,
+                tokens: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor:
+        """The UNet on prepared conditions (`prepare`): predicted noise (B, C, h, 2w)."""
+        sample = torch.cat([noisy_latents.to(static.dtype), static], dim=1)  # (B, 2C+1+c0, h, 2w)
+        return self.unet(sample, timesteps, encoder_hidden_states=tokens, class_labels=class_labels).sample
 
     # ------------------------------------------------------------ conditions from images
     @torch.no_grad()
@@ -115,16 +153,18 @@ class InpaintModel(StageModel):
             both = torch.cat([make_canvas(source, target), masked_canvas(source)]).to(ae.device)
             latents, masked = ae.encode(both, generator).to(device, dtype).chunk(2)
             image_tokens = encoders.dino(source.to(encoders.dino.device))
-            global_embeds = encoders.clip(target.to(encoders.clip.device)).to(device, dtype)
+            global_embeds = (encoders.clip(target.to(encoders.clip.device)).to(device, dtype)
+                             if self.uses_global_embeds else None)
         pose_canvas = make_canvas(batch["source_pose_image"], batch["target_pose_image"])
         conditions = self._conditions(masked, pose_canvas, image_tokens)
-        conditions["global_embeds"] = global_embeds
+        conditions["global_embeds"] = global_embeds if self.uses_global_embeds else None
         return self.loss(latents, conditions, generator)
 
     def loss(self, latents: torch.Tensor, conditions: dict[str, torch.Tensor],
              generator: diffusion.Generator = None) -> torch.Tensor:
         """The loss on encoded tensors: canvas latents (B, C, h, 2w) and the `forward` conditions."""
-        return self.conditional_loss(latents, conditions, ("image_tokens", "global_embeds"), generator)
+        droppable = ("image_tokens", "global_embeds") if self.uses_global_embeds else ("image_tokens",)
+        return self.conditional_loss(latents, conditions, droppable, generator)
 
     # ------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -133,7 +173,7 @@ class InpaintModel(StageModel):
         masked_latents: torch.Tensor,
         pose_canvas: torch.Tensor,
         image_tokens: torch.Tensor,
-        global_embeds: torch.Tensor,
+        global_embeds: torch.Tensor | None,
         guidance_scale: float = 2.0,
         scheduler: str | Any = "ddim",
         num_inference_steps: int = 20,
@@ -141,19 +181,37 @@ class InpaintModel(StageModel):
         latents: torch.Tensor | None = None,
         callback: diffusion.StepCallback | None = None,
         mask: torch.Tensor | None = None,
+        recipe: str | Recipe = "pcdms",
     ) -> torch.Tensor:
         """Denoised canvas latents (B, C, h, 2w), guided per paper Eq. 6; the target is the right half
         (`pcdms.data.canvas.split_canvas` after decoding). Shapes as in `forward`; `mask` is built when None.
         `latents`: optional standard-normal start noise; otherwise drawn from `generator`.
+
+        The pose embedding, the projected tokens and the [mask | masked latents | pose] channels are computed
+        once per call. The unconditional half keeps pose, mask and masked image; per `recipe.null_tokens` it
+        zeroes the raw DINOv2 tokens and global embedding before the projections ("inputs": what dropout
+        trained) or the whole projected token sequence ("projected": the authors' pipeline); the class label
+        is zero either way.
         """
-        cond = self._conditions(masked_latents, pose_canvas, image_tokens)
+        recipe = get_recipe(recipe)
+        raw = self._conditions(masked_latents, pose_canvas, image_tokens)
         if mask is not None:
-            cond["mask"] = mask.to(self.device, self.dtype)
-        cond["global_embeds"] = global_embeds.to(self.device, self.dtype)
-        uncond = {**cond, "image_tokens": torch.zeros_like(cond["image_tokens"]),
-                  "global_embeds": torch.zeros_like(cond["global_embeds"])}
+            raw["mask"] = mask.to(self.device, self.dtype)
+        if self.uses_global_embeds:
+            global_embeds = global_embeds.to(self.device, self.dtype)
         if latents is None:
             latents = diffusion.randn(masked_latents.shape, generator, self.device, self.dtype)
+        with eval_mode(self):
+            cond = self.prepare(raw["mask"], raw["masked_latents"], raw["pose_canvas"], raw["image_tokens"],
+                                global_embeds if self.uses_global_embeds else None)
 
-        return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
-                                callback)
+            def uncond() -> dict[str, torch.Tensor | None]:
+                zero = lambda x: None if x is None else torch.zeros_like(x)  # noqa: E731
+                if recipe.null_tokens == "projected":
+                    nulls = {"tokens": zero(cond["tokens"]), "class_labels": zero(cond["class_labels"])}
+                else:
+                    nulls = self.token_conditions(zero(raw["image_tokens"]), zero(cond["class_labels"]))
+                return {**cond, **nulls}
+
+            return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps,
+                                      generator, callback, recipe=recipe)

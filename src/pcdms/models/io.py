@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -22,9 +23,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pcdms import configio, diffusion
+from pcdms.checkpoints import read_checkpoint
 from pcdms.diffusion import make_scheduler
 from pcdms.errors import UserError
 from pcdms.models.blocks import eval_mode, without_pretrained_paths
+from pcdms.recipes import Recipe, get_recipe
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -71,8 +74,8 @@ class StageModel(nn.Module):
     def guided_sample(
         self,
         scheduler: str | Any,
-        cond: dict[str, torch.Tensor],
-        uncond: dict[str, torch.Tensor],
+        cond: dict[str, Any],
+        uncond: Callable[[], dict[str, Any]],
         latents: torch.Tensor,
         guidance_scale: float,
         num_inference_steps: int,
@@ -80,18 +83,28 @@ class StageModel(nn.Module):
         callback: diffusion.StepCallback | None = None,
         init: torch.Tensor | None = None,
         strength: float = 1.0,
+        recipe: str | Recipe = "pcdms",
+        guidance_rescale: float = 0.0,
     ) -> torch.Tensor:
         """The one sampling loop of every stage: `diffusion.sample_loop` from `latents` (standard normal) with
-        classifier-free guidance batched into one call per step, in eval mode (the mode is restored after).
-        `init`/`strength` < 1: start from `init` noised part-way (see `diffusion.sample_loop`)."""
-        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule)
+        classifier-free guidance batched into one `self.denoise` call per step, in eval mode (restored after).
+
+        `cond`: the stage's prepared conditions (`prepare`: everything that does not depend on the noisy
+        latents or the timestep, computed once per call); `uncond()` builds the null ones the same way, only
+        when guidance is on. `recipe` (`pcdms.recipes`) sets the scheduler spacing, when guidance is on and
+        how the loop ends. `init`/`strength` < 1: start from `init` noised part-way (`diffusion.sample_loop`).
+        """
+        recipe = get_recipe(recipe)
+        sched = diffusion.as_scheduler(scheduler, self.cfg.schedule, recipe.spacing)
+        guidance = diffusion.Guidance(guidance_scale, recipe.guidance_above_one, guidance_rescale)
+        conditions = guidance.batch(cond, uncond() if guidance.enabled else cond)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return diffusion.guided(self, x, t, cond, uncond, guidance_scale)
+            return guidance(self.denoise, x, t, conditions)
 
         with eval_mode(self):
             return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
-                                         generator, callback, init, strength)
+                                         generator, callback, init, strength, finish_at_x0=recipe.finish_at_x0)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` into `folder` (created if needed)."""
@@ -125,15 +138,21 @@ class StageModel(nn.Module):
         _load_state(model, load_file(str(weights_path), device="cpu"), str(weights_path))
         return model.to(device=device, dtype=dtype).eval()
 
-    def load_authors_checkpoint(self, path: str | Path) -> None:
-        """Load the authors' released weights for this stage (DeepSpeed `.pt` or a safetensors file)."""
-        state = read_authors_state(path)
-        renamed = {}
+    @classmethod
+    def from_authors_names(cls, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state dict in the authors' key names -> ours (`authors_key_renames`: the one home of the renames)."""
+        out = {}
         for key, value in state.items():
-            for old, new in self.authors_key_renames.items():
+            for old, new in cls.authors_key_renames.items():
                 if key.startswith(old):
                     key = new + key[len(old):]
-            renamed[key] = value
+                    break
+            out[key] = value
+        return out
+
+    def load_authors_checkpoint(self, path: str | Path) -> None:
+        """Load the authors' released weights for this stage (DeepSpeed `.pt` or a safetensors file)."""
+        renamed = self.from_authors_names(read_authors_state(path))
         if self.stage != "prior" and any(k.startswith("pose_encoder.") for k in renamed):
             raise UserError(f"{path} holds stage-1 (prior) weights, not {self.stage} weights (a known mix-up in "
                             "the authors' release)")
@@ -142,10 +161,8 @@ class StageModel(nn.Module):
 
 
 def read_authors_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensor state dict of a checkpoint file, read safely (`pcdms.convert.read_checkpoint`: refuses code
-    payloads, truncated files and files without tensors)."""
-    from pcdms.convert import read_checkpoint  # convert builds on these models: imported when used
-
+    """The tensor state dict of a checkpoint file, read safely (`pcdms.checkpoints.read_checkpoint`: refuses
+    code payloads, truncated files and files without tensors)."""
     return read_checkpoint(path).state
 
 

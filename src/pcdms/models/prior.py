@@ -27,8 +27,9 @@ from pcdms import diffusion
 from pcdms.config import PriorConfig, require_folder
 from pcdms.encoders import Encoders
 from pcdms.errors import UserError
-from pcdms.models.blocks import PoseMLP
+from pcdms.models.blocks import PoseMLP, eval_mode
 from pcdms.models.io import StageModel
+from pcdms.recipes import Recipe
 
 NUM_TOKENS = 6  # 2 condition tokens ("num_embeddings" in the authors' code) + 4 additional
 
@@ -85,15 +86,27 @@ class PriorModel(StageModel):
     ) -> torch.Tensor:
         """Predicted normalised x0 (B, D) from noisy normalised embeddings (B, D), timesteps (B,) or 0-d,
         the source CLIP embedding (B, D, unnormalised) and keypoints (B, K, 2)."""
-        batch = noisy_embeds.shape[0]
+        return self.denoise(noisy_embeds, timesteps, **self.prepare(source_embeds, source_keypoints, target_keypoints))
+
+    def prepare(self, source_embeds: torch.Tensor, source_keypoints: torch.Tensor,
+                target_keypoints: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The condition tokens, which do not change between sampling steps: `condition_tokens` (B, 3, W) =
+        [source pose, target pose, source embedding], each projected to the transformer width."""
         dtype = self.dtype
-        t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps
-        time = self.time_embedding(self.time_proj(t).to(dtype))  # (B, W)
         source_pose = self.encoder_hidden_states_proj(self.pose_encoder(source_keypoints.to(dtype).flatten(1)))
         target_pose = self.encoder_hidden_states_proj1(self.pose_encoder1(target_keypoints.to(dtype).flatten(1)))
-        tokens = torch.stack(
-            [source_pose, target_pose, self.embedding_proj(source_embeds.to(dtype)), time,
-             self.proj_in(noisy_embeds.to(dtype)), self.prd_embedding[0, 0].expand(batch, -1)],
+        source = self.embedding_proj(source_embeds.to(dtype))
+        return {"condition_tokens": torch.stack([source_pose, target_pose, source], dim=1)}
+
+    def denoise(self, noisy_embeds: torch.Tensor, timesteps: torch.Tensor,
+                condition_tokens: torch.Tensor) -> torch.Tensor:
+        """The transformer on prepared conditions (`prepare`): predicted normalised x0 (B, D)."""
+        batch = noisy_embeds.shape[0]
+        t = timesteps.reshape(-1).expand(batch) if timesteps.numel() == 1 else timesteps
+        time = self.time_embedding(self.time_proj(t).to(condition_tokens.dtype))  # (B, W)
+        tokens = torch.cat(
+            [condition_tokens, time[:, None], self.proj_in(noisy_embeds.to(condition_tokens.dtype))[:, None],
+             self.prd_embedding.to(condition_tokens.dtype).expand(batch, -1, -1)],
             dim=1,
         ) + self.positional_embedding  # (B, 6, W)
         for block in self.transformer_blocks:
@@ -134,22 +147,25 @@ class PriorModel(StageModel):
         generator: diffusion.Generator = None,
         latents: torch.Tensor | None = None,
         callback: diffusion.StepCallback | None = None,
+        recipe: str | Recipe = "pcdms",
     ) -> torch.Tensor:
         """The target's CLIP embedding (B, D), UNnormalised (ready for stage 2), guided per paper Eq. 4.
 
-        `latents`: optional start noise (B, D), standard normal; otherwise drawn from `generator` (one
-        generator per sample reproduces single calls). The callback sees normalised latents.
+        The null condition zeroes the raw inputs (source embedding, both keypoint sets), as condition dropout
+        does in training. `latents`: optional start noise (B, D), standard normal; otherwise drawn from
+        `generator` (one generator per sample reproduces single calls); stochastic schedulers (unclip, ddpm)
+        draw their step noise from `generator` too. The callback sees normalised latents.
         """
-        cond = {"source_embeds": source_embeds, "source_keypoints": source_keypoints,
-                "target_keypoints": target_keypoints}
-        cond = {k: v.to(self.device, self.dtype) for k, v in cond.items()}
-        uncond = {k: torch.zeros_like(v) for k, v in cond.items()}
+        raw = {"source_embeds": source_embeds, "source_keypoints": source_keypoints,
+               "target_keypoints": target_keypoints}
+        raw = {k: v.to(self.device, self.dtype) for k, v in raw.items()}
         shape = (source_embeds.shape[0], self.cfg.embed_dim)
         if latents is None:
             latents = diffusion.randn(shape, generator, self.device, self.dtype)
-
-        x0 = self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
-                                callback)
+        with eval_mode(self):
+            cond = self.prepare(**raw)
+            x0 = self.guided_sample(scheduler, cond, lambda: self.prepare(**{k: torch.zeros_like(v) for k, v in raw.items()}),
+                                    latents, guidance_scale, num_inference_steps, generator, callback, recipe=recipe)
         return self.denormalize(x0)
 
     # ------------------------------------------------------------ initialisation

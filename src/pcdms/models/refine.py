@@ -4,10 +4,11 @@ A diffusers `UNet2DConditionModel` with 2 x latent input channels, [noisy target
 coarse stage-2 image], one image (not a canvas). The source's DINOv2 tokens enter by cross-attention
 through `image_proj` (an MLP). No pose, no CLIP embedding.
 
-Training drops the DINOv2 tokens (zeros) with probability `cond_drop_prob`, as the authors do; the coarse
-image is never dropped. Guidance (paper Eq. 8) therefore keeps the coarse latent in the unconditional branch
-by default: a branch without it was never trained. `uncond_keeps_coarse=False` zeroes it as well, like the
-authors' sampler and the literal Eq. 8.
+Training drops the DINOv2 tokens (zeros) with probability `cond_drop_prob`; the coarse image is never
+dropped. Guidance (paper Eq. 8) in this project's recipe therefore keeps the coarse latent in the
+unconditional branch: a branch without it was never trained. The authors' recipe (`pcdms.recipes`) zeroes the
+projected tokens and the coarse latents, like their sampler and the literal Eq. 8, and may rescale the guided
+output (`guidance_rescale`).
 
 Checkpoint keys: `unet.*` as the authors'; their `image_proj_model_p.*` is our `image_proj.*`.
 """
@@ -23,8 +24,9 @@ from pcdms import diffusion
 from pcdms.config import RefineConfig
 from pcdms.encoders import Encoders
 from pcdms.errors import UserError
-from pcdms.models.blocks import TokenMLP, build_unet
+from pcdms.models.blocks import TokenMLP, build_unet, eval_mode
 from pcdms.models.io import StageModel
+from pcdms.recipes import Recipe, get_recipe
 
 
 class RefineModel(StageModel):
@@ -51,9 +53,17 @@ class RefineModel(StageModel):
     ) -> torch.Tensor:
         """Predicted noise (B, C, h, w) from noisy latents and coarse latents (B, C, h, w), timesteps (B,) or
         0-d, and DINOv2 tokens of the source (B, N, image_token_dim)."""
+        return self.denoise(noisy_latents, timesteps, **self.prepare(coarse_latents, image_tokens))
+
+    def prepare(self, coarse_latents: torch.Tensor, image_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What does not change between sampling steps: `coarse` latents and the projected `tokens`."""
         dtype = self.dtype
-        sample = torch.cat([noisy_latents, coarse_latents], dim=1).to(dtype)  # (B, 2C, h, w)
-        tokens = self.image_proj(image_tokens.to(dtype))  # (B, N, cross_attention_dim)
+        return {"coarse": coarse_latents.to(dtype), "tokens": self.image_proj(image_tokens.to(dtype))}
+
+    def denoise(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, coarse: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+        """The UNet on prepared conditions (`prepare`): predicted noise (B, C, h, w)."""
+        sample = torch.cat([noisy_latents.to(coarse.dtype), coarse], dim=1)  # (B, 2C, h, w)
         return self.unet(sample, timesteps, encoder_hidden_states=tokens).sample
 
     @torch.no_grad()
@@ -96,20 +106,28 @@ class RefineModel(StageModel):
         generator: diffusion.Generator = None,
         latents: torch.Tensor | None = None,
         callback: diffusion.StepCallback | None = None,
-        uncond_keeps_coarse: bool = True,
         strength: float = 1.0,
+        recipe: str | Recipe = "pcdms",
+        guidance_rescale: float = 0.0,
     ) -> torch.Tensor:
-        """Refined latents (B, C, h, w), guided per paper Eq. 8 (see the module docstring for the coarse
-        latent in the unconditional branch). `latents`: optional standard-normal start noise.
+        """Refined latents (B, C, h, w), guided per paper Eq. 8 (see the module docstring for what the
+        unconditional half holds under each recipe). `latents`: optional standard-normal start noise.
         `strength`: 1 starts from pure noise (the paper); below 1 starts from the coarse latent noised that
-        far up the schedule and runs only that fraction of the steps (image-to-image)."""
-        cond = {"coarse_latents": coarse_latents.to(self.device, self.dtype),
-                "image_tokens": image_tokens.to(self.device, self.dtype)}
-        coarse = cond["coarse_latents"]
-        uncond = {"coarse_latents": coarse if uncond_keeps_coarse else torch.zeros_like(coarse),
-                  "image_tokens": torch.zeros_like(cond["image_tokens"])}
+        far up the schedule and runs only that fraction of the steps (image-to-image).
+        `guidance_rescale`: diffusers' rescale of the guided output (0: off)."""
+        recipe = get_recipe(recipe)
+        coarse = coarse_latents.to(self.device, self.dtype)
+        tokens = image_tokens.to(self.device, self.dtype)
         if latents is None:
             latents = diffusion.randn(coarse_latents.shape, generator, self.device, self.dtype)
+        with eval_mode(self):
+            cond = self.prepare(coarse, tokens)
 
-        return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps, generator,
-                                  callback, init=coarse, strength=strength)
+            def uncond() -> dict[str, torch.Tensor]:
+                null_tokens = (torch.zeros_like(cond["tokens"]) if recipe.null_tokens == "projected"
+                               else self.prepare(coarse, torch.zeros_like(tokens))["tokens"])
+                return {"coarse": torch.zeros_like(coarse) if recipe.null_coarse else coarse, "tokens": null_tokens}
+
+            return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps,
+                                      generator, callback, init=coarse, strength=strength, recipe=recipe,
+                                      guidance_rescale=guidance_rescale)
