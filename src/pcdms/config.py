@@ -101,7 +101,8 @@ class InpaintConfig:
     latent_channels: int = 4
     image_token_dim: int = 1536  # DINOv2 width
     token_hidden_dim: int = 768  # MLP 1536 -> 768 -> cross_attention_dim
-    global_embed_dim: int = 1024  # stage-1 CLIP embedding width
+    # stage-1 CLIP embedding width; null: the authors' simplified model (no CLIP token or class embedding)
+    global_embed_dim: int | None = 1024
     pose_embed_channels: tuple[int, ...] = (16, 32, 96, 256)  # one stride-2 step between entries
     cond_drop_prob: float = 0.1  # DINOv2 tokens and global embedding, independently
     noise_offset: float = 0.0
@@ -225,13 +226,24 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """Inference: paper uses DDIM, 20 steps, guidance 2 for every stage."""
+    """Inference: paper uses DDIM, 20 steps, guidance 2 for every stage.
 
+    `recipe` (see `pcdms.recipes` for the table): "pcdms" for models trained with this project; "authors"
+    reproduces the authors' three pipelines (their spacing, final step, unconditional halves, guidance only
+    above 1); "authors-notebook" their demo notebook's pipeline for the simplified stage-2-only model.
+    """
+
+    recipe: Literal["pcdms", "authors", "authors-notebook"] = "pcdms"
     scheduler: Literal["ddim", "unipc", "ddpm", "euler", "dpm"] = "ddim"
+    # Stage 1's sampler; null: the same as `scheduler`. The authors' prior samples with "unclip".
+    prior_scheduler: Literal["ddim", "unipc", "ddpm", "euler", "dpm", "unclip"] | None = None
     num_inference_steps: int = 20
     prior_guidance_scale: float = 2.0
     inpaint_guidance_scale: float = 2.0
     refine_guidance_scale: float = 2.0
+    # Stage 3: diffusers' `guidance_rescale` of the guided output (0: off). The authors' stage-3 driver passes
+    # its guidance scale here (2.0) by mistake; that value is reproduced exactly when set.
+    refine_guidance_rescale: float = 0.0
     # Stage 3 from pure noise (1.0, the paper) or image-to-image from the coarse latent noised this far up the
     # schedule, running only this fraction of the steps (SDEdit).
     refine_strength: float = 1.0
@@ -280,7 +292,8 @@ def validate(cfg: RunConfig) -> None:
             f"{cfg.encoders.dino.hidden_size}",
         )
     need(
-        cfg.prior.embed_dim == cfg.encoders.clip.projection_dim == cfg.inpaint.global_embed_dim,
+        cfg.prior.embed_dim == cfg.encoders.clip.projection_dim
+        and cfg.inpaint.global_embed_dim in (None, cfg.prior.embed_dim),
         f"prior.embed_dim={cfg.prior.embed_dim}, inpaint.global_embed_dim={cfg.inpaint.global_embed_dim} and "
         f"encoders.clip.projection_dim={cfg.encoders.clip.projection_dim} must be equal",
     )
@@ -307,6 +320,9 @@ def validate(cfg: RunConfig) -> None:
         need(0.0 <= p < 1.0, f"{key}.cond_drop_prob={p} must be in [0, 1)")
     strength = cfg.sample.refine_strength
     need(0.0 < strength <= 1.0, f"sample.refine_strength={strength} must be in (0, 1] (1 = from pure noise)")
+    rescale = cfg.sample.refine_guidance_rescale
+    need(math.isfinite(rescale) and rescale >= 0.0,
+         f"sample.refine_guidance_rescale={rescale} must be a finite number >= 0 (0 = off)")
 
 
 # ---------------------------------------------------------------- presets, overrides, files

@@ -237,28 +237,31 @@ class Encoders:
     """The three frozen encoders one training or sampling run needs."""
 
     autoencoder: Autoencoder
-    clip: ClipImageEncoder
+    clip: ClipImageEncoder | None  # None when nothing that runs needs it (no prior: the simplified model)
     dino: DinoEncoder
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Encoders:
         for module in (self.autoencoder, self.clip, self.dino):
-            module.to(device=device, dtype=dtype)
+            if module is not None:
+                module.to(device=device, dtype=dtype)
         return self
 
 
 RANDOM_ENCODER_SEED = 0
 
 
-def build_encoders(cfg: EncodersConfig) -> Encoders:
+def build_encoders(cfg: EncodersConfig, need_clip: bool = True) -> Encoders:
     """Build (or load from local folders) the three encoders named by `cfg`, frozen, on the CPU.
 
     A random-weight encoder (`pretrained_path: null`) is drawn from a fixed seed in a forked RNG: every stage's
     training run, every process of a multi-GPU run and every later sampling run then see the SAME frozen
     encoders (stage 1 predicts embeddings in the space stage 2 was trained with), and the caller's RNG
-    state is untouched.
+    state is untouched. `need_clip=False` skips loading a pretrained CLIP (a random one is still drawn, so
+    the DINOv2 after it is the same).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_ENCODER_SEED)
-        return Encoders(autoencoder=Autoencoder(cfg.autoencoder), clip=ClipImageEncoder(cfg.clip),
-                        dino=DinoEncoder(cfg.dino))
+        autoencoder = Autoencoder(cfg.autoencoder)
+        clip = ClipImageEncoder(cfg.clip) if need_clip or cfg.clip.pretrained_path is None else None
+        return Encoders(autoencoder=autoencoder, clip=clip, dino=DinoEncoder(cfg.dino))
 

@@ -111,7 +111,7 @@ class PCDMsPipeline:
             if folder is not None and not (Path(folder) / "config.json").is_file():
                 raise UserError(f"{name} model folder '{folder}' has no config.json: give a training run's model/ folder")
             stages[name] = None if folder is None else stage_class(name).from_pretrained(folder, device=device, dtype=dtype)
-        encoders = build_encoders(cfg.encoders).to(device, dtype)
+        encoders = build_encoders(cfg.encoders, need_clip=stages["prior"] is not None).to(device, dtype)
         pipe = cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
                    cfg.data.height, cfg.data.width, cfg.sample, cfg.data.fit)
         pipe.config = cfg
@@ -136,6 +136,8 @@ class PCDMsPipeline:
 
     def embed_image(self, image: Image.Image) -> torch.Tensor:
         """CLIP image embedding (1, D) of an image as the pipeline sees it (fitted to the model frame)."""
+        if self.encoders.clip is None:
+            raise UserError("this model has no CLIP encoder loaded (it has no prior): it takes no target embedding")
         fit = Fit.of(*image.size, self.height, self.width, self.stretch)
         pixels = to_tensor(fit.image_in(image.convert("RGB"), self.height, self.width))
         return self.encoders.clip(pixels.to(self.encoders.clip.device))
@@ -159,7 +161,7 @@ class PCDMsPipeline:
         target_pose: Pose | None,
         source_pose: Pose | None = None,
         *,
-        stages: Sequence[str] | str = "full",
+        stages: Sequence[str] | str | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
@@ -173,7 +175,8 @@ class PCDMsPipeline:
         """Generate the person of `source_image` in `target_pose`.
 
         Poses may be in any pixel frame (a dataset's, or another photo's): each is mapped the way its image
-        would be. `stages`: an ablation name (B1, B2, B3, full) or stage names; `target_embeds` (D,) or (1, D)
+        would be. `stages`: an ablation name (B1, B2, B3, full) or stage names, None for every stage this
+        pipeline has; `target_embeds` (D,) or (1, D)
         feeds stage 2 instead of the prior; `coarse_image` feeds stage 3 instead of stage 2. One guidance
         scale for every stage overrides the config's per-stage ones.
         """
@@ -191,7 +194,7 @@ class PCDMsPipeline:
         target_poses: Sequence[Pose | None],
         source_poses: Sequence[Pose | None] | None = None,
         *,
-        stages: Sequence[str] | str = "full",
+        stages: Sequence[str] | str | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         generators: Sequence[torch.Generator | None] | None = None,
@@ -219,8 +222,6 @@ class PCDMsPipeline:
         if "inpaint" in run and any(p is None for p in target_poses):
             raise UserError("a target pose is needed to run stage 2")
         steps = num_inference_steps or self.sample.num_inference_steps
-        scales = {name: guidance_scale if guidance_scale is not None else getattr(self.sample, f"{name}_guidance_scale")
-                  for name in STAGE_NAMES}
         h, w, n = self.height, self.width, num_samples
         images = [image.convert("RGB") for image in source_images]
         if "inpaint" in run:
@@ -255,22 +256,22 @@ class PCDMsPipeline:
             src_kp, src_render, tgt_kp, tgt_render = self._pose_inputs(fits, source_poses, target_poses)
             if "prior" in run:
                 source_embeds = self.encoders.clip(source.to(self.encoders.clip.device))
-                target_embeds = self.prior.sample(
-                    rows(source_embeds), rows(src_kp), rows(tgt_kp), guidance_scale=scales["prior"],
-                    scheduler=self.sample.scheduler, num_inference_steps=steps, generator=step_generator,
-                    latents=noise(self.prior.cfg.embed_dim, dtype=self.prior.dtype), callback=None if callback is None else
-                    (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
+                target_embeds = self.sample_prior(
+                    rows(source_embeds), rows(src_kp), rows(tgt_kp), noise(self.prior.cfg.embed_dim, dtype=self.prior.dtype),
+                    num_inference_steps=steps, guidance_scale=guidance_scale, generator=step_generator,
+                    callback=None if callback is None else (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
             elif target_embeds is not None:
                 target_embeds = rows(target_embeds.reshape(count, -1).to(device))
             conditions = self.inpaint.encode_conditions(self.encoders, source, src_render.to(device),
                                                         tgt_render.to(device))
-            global_embeds = (target_embeds if target_embeds is not None
+            global_embeds = (None if not self.inpaint.uses_global_embeds else target_embeds
+                             if target_embeds is not None
                              else torch.zeros(count * n, self.inpaint.cfg.global_embed_dim, device=device))
             masked = rows(conditions["masked_latents"])
-            canvas = self.inpaint.sample(
+            canvas = self.sample_inpaint(
                 masked, rows(conditions["pose_canvas"]), rows(conditions["image_tokens"]), global_embeds,
-                guidance_scale=scales["inpaint"], scheduler=self._scheduler(self.inpaint), num_inference_steps=steps,
-                generator=step_generator, latents=noise(*masked.shape[1:], dtype=self.inpaint.dtype),
+                noise(*masked.shape[1:], dtype=self.inpaint.dtype), num_inference_steps=steps,
+                guidance_scale=guidance_scale, generator=step_generator,
                 callback=observer("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1], steps))
             coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (B * n, 3, H, W)
         else:  # one given coarse image per pair, encoded once and shared by its samples
@@ -282,13 +283,10 @@ class PCDMsPipeline:
             coarse_latents = conditions["coarse_latents"]
             if coarse_images is not None:  # one per pair: shared by the pair's samples
                 coarse_latents = rows(coarse_latents)
-            refined = self.refine.sample(
-                coarse_latents, rows(conditions["image_tokens"]), guidance_scale=scales["refine"],
-                scheduler=self._scheduler(self.refine),
-                num_inference_steps=steps, generator=step_generator,
-                latents=noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
-                callback=observer("refine", self.encoders.autoencoder.decode, steps),
-                strength=self.sample.refine_strength)
+            refined = self.sample_refine(
+                coarse_latents, rows(conditions["image_tokens"]), noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
+                num_inference_steps=steps, guidance_scale=guidance_scale, generator=step_generator,
+                callback=observer("refine", self.encoders.autoencoder.decode, steps))
             final = self.encoders.autoencoder.decode(refined)
         finals, coarses = to_pil(final), to_pil(coarse if coarse_images is None else rows(coarse))
         outputs = []
@@ -316,13 +314,50 @@ class PCDMsPipeline:
         return (torch.cat([k for k, _ in src]), torch.cat([r for _, r in src]),
                 torch.cat([k for k, _ in tgt]), torch.cat([r for _, r in tgt]))
 
-    def _scheduler(self, stage: Any) -> Any:
-        """The sampling scheduler of a UNet stage, with `sample.latent_clip` applied."""
+    # ------------------------------------------------------------ one stage on encoded tensors
+    def sample_prior(self, source_embeds: torch.Tensor, source_keypoints: torch.Tensor,
+                     target_keypoints: torch.Tensor, latents: torch.Tensor, **run: Any) -> torch.Tensor:
+        """Stage 1 with this pipeline's sampling settings: the target CLIP embedding (N, D). Inputs as
+        `PriorModel.sample`; `latents` (N, D) standard normal; `run`: see `_run`."""
+        return self.prior.sample(source_embeds, source_keypoints, target_keypoints, latents=latents,
+                                 **self._run("prior", **run))
+
+    def sample_inpaint(self, masked_latents: torch.Tensor, pose_canvas: torch.Tensor, image_tokens: torch.Tensor,
+                       global_embeds: torch.Tensor | None, latents: torch.Tensor, **run: Any) -> torch.Tensor:
+        """Stage 2 with this pipeline's sampling settings: canvas latents (N, C, h, 2w). Inputs as
+        `InpaintModel.sample` (`global_embeds` None for the simplified model); `run`: see `_run`."""
+        return self.inpaint.sample(masked_latents, pose_canvas, image_tokens, global_embeds, latents=latents,
+                                   **self._run("inpaint", **run))
+
+    def sample_refine(self, coarse_latents: torch.Tensor, image_tokens: torch.Tensor, latents: torch.Tensor,
+                      **run: Any) -> torch.Tensor:
+        """Stage 3 with this pipeline's sampling settings (strength, guidance rescale): latents (N, C, h, w)."""
+        return self.refine.sample(coarse_latents, image_tokens, latents=latents, strength=self.sample.refine_strength,
+                                  guidance_rescale=self.sample.refine_guidance_rescale, **self._run("refine", **run))
+
+    def _run(self, stage: str, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+             generator: Any = None, callback: Any = None) -> dict[str, Any]:
+        """A stage's sampler arguments: the config's steps, guidance, scheduler and recipe unless overridden."""
+        scale = guidance_scale if guidance_scale is not None else getattr(self.sample, f"{stage}_guidance_scale")
+        return {"scheduler": self.scheduler_for(stage), "recipe": self.sample.recipe,
+                "num_inference_steps": num_inference_steps or self.sample.num_inference_steps,
+                "guidance_scale": scale, "generator": generator, "callback": callback}
+
+    def scheduler_for(self, stage: str) -> Any:
+        """The sampling scheduler of a stage: `sample.prior_scheduler` (or `scheduler`) for the prior,
+        `sample.scheduler` with `sample.latent_clip` for the UNets, spaced as `sample.recipe` says."""
         from pcdms.diffusion import make_scheduler
+        from pcdms.recipes import get_recipe
 
-        return make_scheduler(self.sample.scheduler, stage.cfg.schedule, self.sample.latent_clip)
+        spacing = get_recipe(self.sample.recipe).spacing
+        schedule = getattr(self, stage).cfg.schedule
+        if stage == "prior":
+            return make_scheduler(self.sample.prior_scheduler or self.sample.scheduler, schedule, spacing=spacing)
+        return make_scheduler(self.sample.scheduler, schedule, self.sample.latent_clip, spacing)
 
-    def _stages(self, stages: Sequence[str] | str, target_embeds: Any, coarse_images: Any) -> tuple[str, ...]:
+    def _stages(self, stages: Sequence[str] | str | None, target_embeds: Any, coarse_images: Any) -> tuple[str, ...]:
+        if stages is None:  # every stage this pipeline has (the simplified model: stage 2 alone)
+            stages = tuple(name for name in STAGE_NAMES if getattr(self, name) is not None)
         if isinstance(stages, str) and stages in STAGE_NAMES:
             stages = (stages,)
         if isinstance(stages, str):
@@ -339,8 +374,8 @@ class PCDMsPipeline:
                 raise UserError("coarse_image is given, so only stage 3 can run: include 'refine' in stages")
         elif "inpaint" not in run:
             raise UserError("stage 2 (inpaint) is needed unless a coarse_image is given")
-        if target_embeds is not None:
-            run = tuple(s for s in run if s != "prior")
+        if target_embeds is not None or (self.inpaint is not None and not self.inpaint.uses_global_embeds):
+            run = tuple(s for s in run if s != "prior")  # the simplified model takes no stage-1 embedding
         for name in run:
             if getattr(self, name) is None:
                 raise UserError(f"stage '{name}' was asked for but this pipeline has no {name} model")

@@ -7,12 +7,12 @@ import argparse
 from pcdms.config import RunConfig, config_to_yaml, load_config, preset_names
 
 
-def add_config_args(parser: argparse.ArgumentParser, default: str = "tiny") -> None:
+def add_config_args(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:
     parser.add_argument(
         "--config",
         default=default,
         metavar="PRESET_OR_YAML",
-        help=f"a preset ({', '.join(preset_names())}) or a YAML file (default: {default})",
+        help=f"a preset ({', '.join(preset_names())}) or a YAML file (default: {default or 'chosen by the command'})",
     )
     parser.add_argument(
         "overrides",

@@ -61,7 +61,9 @@ B3 = inpaint + refine).""")
     gen.add_argument("--split", default="test", help="dataset split (default: test)")
     gen.add_argument("--limit", type=int, default=None, help="only the first N pairs of the split")
     gen.add_argument("--num-samples", type=int, default=1, help="samples per pair")
-    gen.add_argument("--stages", default="full", choices=("full", "B1", "B2", "B3"), help="which stages run")
+    gen.add_argument("--stages", default=None, choices=("full", "B1", "B2", "B3"),
+                     help="which stages run (default: every stage the model has; the authors' simplified model "
+                          "is stage 2 alone)")
     gen.add_argument("--process", action="store_true", help="also write the diffusion-process strip (one pair)")
     gen.set_defaults(func=run_generate)
 
