@@ -118,6 +118,7 @@ def test_converted_stages_assemble_into_a_folder_the_pipeline_runs(tmp_path, sam
     assert main(["assemble", "--out", str(model_dir), *[f"--{s}={folders[s]}" for s in CLASSES],
                  "--config", "tiny", "sample.num_inference_steps=2"]) == 0
     pipe = PCDMsPipeline.from_pretrained(model_dir)
+    assert pipe.sample.recipe == "authors"  # converted from their files: sampled their way, whatever the preset
     source = Image.open(samples_dir / "img1.png")
     out = pipe(source, _pose(1), _pose(2), generator=torch.Generator().manual_seed(0))
     assert out.stages_run == ("prior", "inpaint", "refine") and out.images[0].size == source.size

@@ -381,7 +381,8 @@ def assemble_model(out: str | Path, cfg: RunConfig, stages: Mapping[str, str | P
                    overwrite: bool = False) -> Path:
     """Make the folder `PCDMsPipeline.from_pretrained` reads: `config.yaml` (cfg with each stage section
     taken from its folder) and `prior/`, `inpaint/`, `refine/` (hard links to the given folders' files, or
-    copies across file systems). A stage not given is taken from `out/<stage>` when already there."""
+    copies across file systems). A stage not given is taken from `out/<stage>` when already there. Stages
+    converted from the authors' files (`conversion.json`) make the model sample with their recipe."""
     out = Path(out)
     folders = {name: Path(stages[name]) if stages.get(name) else
                (out / name if (out / name / CONFIG_NAME).is_file() else None) for name in STAGE_CLASSES}
@@ -391,6 +392,8 @@ def assemble_model(out: str | Path, cfg: RunConfig, stages: Mapping[str, str | P
     for name, folder in folders.items():
         if folder is not None:
             raw[name] = configio.to_dict(read_stage_config(folder, name))
+    if raw["sample"]["recipe"] == "pcdms" and any(f is not None and (f / REPORT_NAME).is_file() for f in folders.values()):
+        raw["sample"]["recipe"] = "authors"  # converted from the authors' files: sampled their way
     try:
         run = configio.from_dict(RunConfig, raw)
     except ConfigError as err:
