@@ -252,6 +252,12 @@ class SampleConfig:
     # Clip each step's predicted clean latent of stages 2 and 3 to [-v, v] (ddim/ddpm). Off for VAE latents;
     # space-to-depth latents are pixels times encoders.autoencoder.scaling_factor, so v = that factor.
     latent_clip: float | None = None
+    # Inference fast paths (pcdms/fastpaths.py); each gives the plain path's images within float tolerance.
+    compile: bool = False  # torch.compile the UNets and the prior's blocks (the first call compiles: slow)
+    channels_last: bool = False  # UNets in channels-last memory format (GPU convolutions)
+    vae_slicing: bool = False  # SD VAE: one image of a batch at a time (memory)
+    vae_tiling: bool = False  # SD VAE: large images in overlapping tiles (memory)
+    vae_fp32_decode: bool = True  # half-precision models keep the VAE in float32 (no fp16 overflow)
 
 
 @dataclass

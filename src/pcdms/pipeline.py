@@ -27,6 +27,7 @@ from pcdms.data.canvas import split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import Encoders, build_encoders
 from pcdms.errors import UserError
+from pcdms.fastpaths import apply_fast_paths
 from pcdms.framing import Fit, pose_tensor, to_pil, to_tensor
 from pcdms.pose import Pose
 
@@ -115,6 +116,7 @@ class PCDMsPipeline:
         pipe = cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
                    cfg.data.height, cfg.data.width, cfg.sample, cfg.data.fit)
         pipe.config = cfg
+        apply_fast_paths(pipe, cfg.sample, dtype)
         return pipe
 
     @classmethod
