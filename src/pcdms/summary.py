@@ -151,7 +151,8 @@ def training_summary(stage: str, cfg: object, dataset: object, run_dir: Path, de
         rows.append(("coarse", f"stage-2 images from {data.coarse_dir}, resized to {_wxh(model)} likewise"))
     precision = {"no": "fp32"}.get(tc.mixed_precision, f"{tc.mixed_precision} mixed precision")
     rows += [
-        ("device", f"{device} x {num_processes} process{'es' if num_processes > 1 else ''}, {precision}"),
+        ("device", f"{getattr(device, 'type', device) if num_processes > 1 else device} x {num_processes} "
+                   f"process{'es' if num_processes > 1 else ''}, {precision}"),
         ("batch", f"{tc.batch_size} per process x {num_processes} x {tc.gradient_accumulation_steps} accumulation "
                   f"= {tc.batch_size * num_processes * tc.gradient_accumulation_steps} pairs per step; "
                   f"{tc.max_steps:,} steps, lr {tc.learning_rate:g}"),

@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from pcdms.training import train
 
     result = train(args.stage, cfg, run_dir=args.out, resume=args.resume, progress=choose_mode(args.no_progress))
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
     print(f"trained {args.stage} to step {result.final_step} (loss {result.last_loss:.4f}); "
           f"weights in {result.final_model_dir}")
     return 0
