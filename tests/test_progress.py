@@ -31,6 +31,23 @@ def big_synth(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def library_bars_on():
+    """The libraries' bars enabled, as in a fresh process (an earlier in-process command may have silenced them)."""
+    import diffusers.utils.logging
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    def enable() -> None:
+        transformers.utils.logging.enable_progress_bar()
+        diffusers.utils.logging.enable_progress_bar()
+        huggingface_hub.utils.enable_progress_bars()
+
+    enable()
+    yield
+    enable()
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -96,22 +113,31 @@ def test_mode_is_lines_unless_both_streams_are_terminals(monkeypatch):
     assert choose_mode() == "lines"
 
 
-def test_library_bars_follow_the_switch():
+def test_library_bars_follow_the_switch(library_bars_on):
     import diffusers.utils.logging
     import huggingface_hub.utils
     import transformers.utils.logging
 
-    try:
-        quiet_library_bars("bar", is_main=True)  # a terminal: left as the user has them
-        assert transformers.utils.logging.is_progress_bar_enabled()
-        quiet_library_bars("lines")
-        assert not transformers.utils.logging.is_progress_bar_enabled()
-        assert not diffusers.utils.logging.is_progress_bar_enabled()
-        assert huggingface_hub.utils.are_progress_bars_disabled()
-    finally:
-        transformers.utils.logging.enable_progress_bar()
-        diffusers.utils.logging.enable_progress_bar()
-        huggingface_hub.utils.enable_progress_bars()
+    quiet_library_bars("bar", is_main=True)  # a terminal: left as the user has them
+    assert transformers.utils.logging.is_progress_bar_enabled()
+    quiet_library_bars("bar", is_main=False)  # another process of a multi-process run
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.enable_progress_bar()
+    quiet_library_bars("lines")
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    assert not diffusers.utils.logging.is_progress_bar_enabled()
+    assert huggingface_hub.utils.are_progress_bars_disabled()
+
+
+def test_assemble_into_a_log_has_no_library_bars(tmp_path, library_bars_on, capfd):
+    from pcdms.config import load_config
+    from pcdms.models.inpaint import InpaintModel
+
+    InpaintModel(load_config("tiny").inpaint).save_pretrained(tmp_path / "inpaint")
+    assert main(["assemble", "--config", "tiny", "--inpaint", str(tmp_path / "inpaint"), "--out", str(tmp_path / "m")]) == 0
+    captured = capfd.readouterr()
+    assert (tmp_path / "m" / "encoders" / "clip").is_dir()  # transformers wrote it (with a bar, in a terminal)
+    assert "Writing model shards" not in captured.err and "\r" not in captured.err
 
 
 def test_summary_chains_name_every_resize():
@@ -132,6 +158,9 @@ def test_nearest_gallery_image_is_the_one_with_the_highest_cosine():
     queries = torch.stack([gallery[2] * 3.0, gallery[0] + 0.01 * torch.randn(4)])
     index, cosine = nearest(queries, gallery)
     assert index.tolist() == [2, 0] and cosine[0] == pytest.approx(1.0)
+    shared = torch.tensor([0.0, 0.0, 0.0, 50.0])  # a component every embedding shares hides the differences
+    index, _ = nearest(torch.stack([gallery[1] + shared]), gallery + shared, centre=(gallery + shared).mean(0))
+    assert index.tolist() == [1]
 
 
 def test_piped_train_no_progress_prints_summary_and_periodic_lines_and_writes_prior_previews(tmp_path, big_synth):
@@ -155,11 +184,12 @@ def test_piped_train_no_progress_prints_summary_and_periodic_lines_and_writes_pr
             assert field in line, (field, line)
     records = [json.loads(x) for x in (out / "logs" / "progress.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 4] and all("loss" in r for r in records)
-    grid = Image.open(out / "samples" / "step-0000004.png")  # source | target pose | target | nearest train
-    assert grid.size == (4 * (96 + 2) + 2, 14 + 4 * (128 + 12 + 2) + 2)
+    # source | target pose | target | training images nearest to the target and to the prediction; 4 pairs
+    grid = Image.open(out / "samples" / "step-0000004.png")
+    assert grid.size == (5 * (96 + 2) + 2, 14 + 4 * (128 + 12 + 2) + 2)
 
 
-def test_generate_over_a_split_summarises_the_fit_and_reports_in_lines(tmp_path, big_synth, capfd):
+def test_generate_over_a_split_summarises_the_fit_and_reports_in_lines(tmp_path, big_synth, library_bars_on, capfd):
     out = tmp_path / "gen"
     code = main(["generate", "--model", str(DEMO_MODEL), "--dataset", str(big_synth), "--split", "test",
                  "--limit", "2", "--steps", "1", "--no-progress", "--device", "cpu", "--batch-size", "1", "--out", str(out)])

@@ -2,8 +2,11 @@
 
 Every stage writes `<run>/samples/step-<step>.png`:
 - prior: source | target pose | target (ground truth) | the training image whose CLIP embedding is nearest to
-  the sampled one, captioned with the sampled embedding's cosine to the true target's ("pred") and, under the
-  source, the cosine of the source's own embedding to it ("copy": the baseline a useful prior beats);
+  the target's | the one nearest to the sampled embedding. When the prior works, the last two columns agree
+  (or look alike). Captions: the sampled embedding's cosine to the true target's ("pred") and, under the
+  source, the cosine of the source's own embedding to it ("copy": the baseline a useful prior beats).
+  Neighbours are found by cosine after subtracting the training images' mean embedding, the component all
+  images share (large for the demo's random-weight CLIP, where any two images have cosine ~0.99);
 - inpaint: source | target pose | generated | ground truth, from the true target embedding;
 - refine: source | coarse input | refined | ground truth.
 The same few pairs every time (the first of the test split when there is one: held out), sampled with a
@@ -67,8 +70,12 @@ def _gallery(cfg: RunConfig, encoders: Any, batch_size: int = 32) -> tuple[list[
     return entries, torch.cat(embeds) if embeds else torch.zeros(0, 1)
 
 
-def nearest(queries: torch.Tensor, gallery: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query (B, D): the index of the gallery row (K, D) with the highest cosine, and that cosine."""
+def nearest(queries: torch.Tensor, gallery: torch.Tensor, centre: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query (B, D): the index of the gallery row (K, D) with the highest cosine, and that cosine;
+    `centre` (D,) is subtracted from both first."""
+    if centre is not None:
+        queries, gallery = queries - centre, gallery - centre
     sims = torch.nn.functional.normalize(queries.float(), dim=-1) @ torch.nn.functional.normalize(gallery.float(), dim=-1).T
     best = sims.max(dim=1)
     return best.indices, best.values
@@ -121,13 +128,16 @@ def _prior_preview(model: Any, encoders: Any, batch: dict[str, Any], cfg: RunCon
     scalars = {"preview/embedding_cosine": float(predicted.mean()), "preview/source_copy_cosine": float(copied.mean())}
     if "gallery_embeds" not in batch or len(batch["gallery_entries"]) == 0:
         return scalars
-    index, _ = nearest(sampled.cpu(), batch["gallery_embeds"])
-    entries = [batch["gallery_entries"][int(i)] for i in index]
-    near = [load_person_image(e, cfg.data.height, cfg.data.width) for e in entries]
+    gallery = batch["gallery_embeds"]
+    neighbours = []
+    for query in (target_embeds, sampled):
+        index, _ = nearest(query.float().cpu(), gallery, centre=gallery.mean(dim=0))
+        neighbours.append([load_person_image(batch["gallery_entries"][int(i)], cfg.data.height, cfg.data.width)
+                           for i in index])
     columns = [to_pil(batch["source_image"]), to_pil(batch["target_pose_image"] * 2 - 1),
-               to_pil(batch["target_image"]), near]
-    captions = [[f"copy cos {c:.2f}", None, None, f"pred cos {p:.2f}"] for c, p in zip(copied, predicted)]
-    _save_grid(columns, ["source", "target pose", "target", "nearest train"], path, captions)
+               to_pil(batch["target_image"]), *neighbours]
+    captions = [[f"copy {c:.3f}", None, None, None, f"pred {p:.3f}"] for c, p in zip(copied, predicted)]
+    _save_grid(columns, ["source", "target pose", "target", "NN of target", "NN of pred"], path, captions)
     return scalars
 
 
