@@ -71,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preview", nargs="?", const="", default=None, metavar="PNG",
         help="also write a contact sheet with keypoints drawn (default path DIR/preview.png)",
     )  # fmt: skip
-    synth.add_argument("--no-progress", action="store_true", help="no progress bars: a plain line every 10%% of the images or minute instead (what a log file gets "
-             "anyway when output is not a terminal)")
+    synth.add_argument("--no-progress", action="store_true",
+                       help="no progress bars: a plain line every 10%% of the images or minute instead "
+                            "(what a log file gets anyway when output is not a terminal)")
     synth.set_defaults(func=run_synth)
 
 

@@ -34,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
     render.add_argument("--height", type=int, help="render height in pixels")
     render.add_argument("--width", type=int, help="render width in pixels")
-    render.add_argument("--no-progress", action="store_true", help="no progress bars: a plain line every 10%% of the images or minute instead (what a log file gets "
-             "anyway when output is not a terminal)")
+    render.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: a plain line every 10%% of the images or minute instead "
+                             "(what a log file gets anyway when output is not a terminal)")
     render.set_defaults(func=run_render)
 
     extract = sub.add_parser(
@@ -56,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER", help="image files and/or folders")
     extract.add_argument("--out", required=True, metavar="DIR", help="output folder")
     extract.add_argument("--render", action="store_true", help="also write skeleton renders")
-    extract.add_argument("--no-progress", action="store_true", help="no progress bars: a plain line every 10%% of the images or minute instead (what a log file gets "
-             "anyway when output is not a terminal)")
+    extract.add_argument("--no-progress", action="store_true",
+                         help="no progress bars: a plain line every 10%% of the images or minute instead "
+                              "(what a log file gets anyway when output is not a terminal)")
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
     extract.add_argument("--threshold", type=float, default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
@@ -81,16 +83,16 @@ def run_render(args: argparse.Namespace) -> int:
     failed = 0
     bar = Progress(len(jobs), "pose render", "img", choose_mode(args.no_progress))
     for split, entry in jobs:
-        bar.update()
         size = (args.height, args.width) if args.height else entry.frame or _image_size(entry.path)
         if size is None:
             print(f"{entry.origin[0]}: '{entry.name}': no frame size and no image to take it from; "
                   "pass --height and --width", file=sys.stderr)  # fmt: skip
             failed += 1
-            continue
-        target = out / split / Path(entry.name).with_suffix(".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(render_skeleton(entry.keypoints, *size)).save(target)
+        else:
+            target = out / split / Path(entry.name).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render_skeleton(entry.keypoints, *size)).save(target)
+        bar.update()
     bar.close()
     print(f"rendered {len(jobs) - failed} pose images to {out}")
     return 1 if failed else 0
