@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -163,19 +161,19 @@ def test_nearest_gallery_image_is_the_one_with_the_highest_cosine():
     assert index.tolist() == [1]
 
 
-def test_piped_train_no_progress_prints_summary_and_periodic_lines_and_writes_prior_previews(tmp_path, big_synth):
+def test_piped_train_no_progress_prints_summary_and_periodic_lines_and_writes_prior_previews(
+        tmp_path, big_synth, library_bars_on, capfd):
     out = tmp_path / "prior"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pcdms.cli", "train", "--stage", "prior", "--config", "tiny", "--out", str(out),
-           "--no-progress", "--resume", f"data.root={big_synth}", "train.max_steps=4", "train.log_every=2",
-           "train.batch_size=2", "train.sample_every=4", "data.num_workers=0", "sample.num_inference_steps=2"]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "\r" not in result.stdout + result.stderr  # a log file reads top to bottom
-    text = result.stdout
+    code = main(["train", "--stage", "prior", "--config", "tiny", "--out", str(out), "--no-progress", "--resume",
+                 f"data.root={big_synth}", "train.max_steps=4", "train.log_every=2", "train.batch_size=2",
+                 "train.sample_every=4", "data.num_workers=0", "sample.num_inference_steps=2"])
+    result = capfd.readouterr()  # what the file descriptors got, as a pipe or a log file would
+    assert code == 0, result.err[-3000:]
+    assert "\r" not in result.out + result.err  # a log file reads top to bottom
+    text = result.out
     assert "96x128 -> 48x64 (bicubic resize, aspect kept)" in text  # the summary names the resize
     assert "18 pairs" in text and f"{out / 'logs'}" in text
-    assert "so this is a new run from step 0" in text and "--resume" not in result.stderr  # information, on stdout
+    assert "so this is a new run from step 0" in text and "--resume" not in result.err  # information, on stdout
     lines = [x for x in text.splitlines() if x.startswith("train prior: step ")]
     assert [x.split(" | ")[0] for x in lines] == [
         "train prior: step 1/4 (25%)", "train prior: step 2/4 (50%)", "train prior: step 4/4 (100%)"]
