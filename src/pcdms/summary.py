@@ -13,8 +13,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from pcdms.config import RunConfig
+    from pcdms.data.dataset import PairDataset
+    from pcdms.metrics.evaluation import EvaluateOptions
+    from pcdms.metrics.loops import Compute
+    from pcdms.metrics.pairing import Matching
 
 SAMPLE = 32
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height (load_image applies them)
@@ -136,7 +144,7 @@ def format_summary(title: str, rows: Sequence[tuple[str, str]]) -> str:
     return "\n".join([title] + [f"  {label.ljust(width)}  {value}" for label, value in rows])
 
 
-def training_summary(stage: str, cfg: object, dataset: object, run_dir: Path, device: object,
+def training_summary(stage: str, cfg: RunConfig, dataset: PairDataset, run_dir: Path, device: Any,
                      num_processes: int) -> str:
     """The start-up summary of `pcdms train`: data, image fit, device, batch and where everything goes."""
     data, tc = cfg.data, cfg.train
@@ -165,7 +173,7 @@ def training_summary(stage: str, cfg: object, dataset: object, run_dir: Path, de
     return format_summary(f"train {stage}", rows)
 
 
-def split_rows(root: object, split: str, limit: int | None, model: tuple[int, int], stretch: bool,
+def split_rows(root: str | Path, split: str, limit: int | None, model: tuple[int, int], stretch: bool,
                format: str = "auto") -> list[tuple[str, str]]:
     """'data' and 'images' rows of a job over the pairs of one dataset split (first `limit` pairs) at inference."""
     from pcdms.data.formats import load_split
@@ -179,7 +187,7 @@ def split_rows(root: object, split: str, limit: int | None, model: tuple[int, in
             ("images", dataset_fit(entries, model, "infer", stretch))]
 
 
-def inference_summary(title: str, pipe: object, rows: Sequence[tuple[str, str]], out: Path, batch_size: int,
+def inference_summary(title: str, pipe: Any, rows: Sequence[tuple[str, str]], out: Path, batch_size: int,
                       num_processes: int = 1) -> str:
     """The start-up summary of a pipeline job (generate, refine, export-coarse)."""
     stage = pipe.inpaint if pipe.inpaint is not None else pipe.refine
@@ -201,7 +209,7 @@ def evaluation_fit(paths: Sequence[Path], size: tuple[int, int]) -> str:
     return describe_sizes(chains, len(paths))
 
 
-def evaluation_summary(matching: object, options: object, compute: object, out: Path) -> str:
+def evaluation_summary(matching: Matching, options: EvaluateOptions, compute: Compute, out: Path) -> str:
     """The start-up summary of `pcdms evaluate`, once the predictions are matched to their ground truth."""
     predictions = matching.predictions()
     size = (options.size.width, options.size.height)
