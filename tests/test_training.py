@@ -41,9 +41,9 @@ def test_stage_trains_through_cli_and_loads(tmp_path, synth_root, stage, cls):
                  f"data.root={synth_root}", "train.max_steps=2", "train.checkpoint_every=1", *FAST,
                  "train.sample_every=2", "sample.num_inference_steps=1"])
     assert code == 0
-    if stage == "inpaint":  # the periodic sample grid: source | target pose | generated | ground truth
-        grid = Image.open(out / "samples" / "step-0000002.png")
-        assert grid.width > 4 * 96 and grid.height > 4 * 96
+    # the periodic sample grid: source | target pose | generated (prior: nearest training image) | ground truth
+    grid = Image.open(out / "samples" / "step-0000002.png")
+    assert grid.width > 4 * 96 and grid.height > 4 * 96
     model = cls.from_pretrained(out / "model")
     assert isinstance(model, cls)
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-0000001", "checkpoint-0000002"]
@@ -130,14 +130,26 @@ def test_half_written_checkpoint_is_ignored(tmp_path, synth_root):
 
 @pytest.mark.slow
 def test_two_process_run_completes_and_loads(tmp_path, synth_root):
-    """`accelerate launch --num_processes 2 --cpu`: DDP over gloo on this machine."""
+    """Two CPU processes, DDP over gloo. `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate
+    needs mpirun for several CPU processes), so torchrun's launcher (--multi_gpu) starts two and
+    ACCELERATE_USE_CPU=1 keeps them on the CPU."""
+    import socket
+
     out = tmp_path / "ddp"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    with socket.socket() as free:  # other jobs on this machine may hold torchrun's default port
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu",
+           "--main_process_port", port, "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "pcdms.cli", "train", "--stage", "inpaint", "--config", "tiny", "--out", str(out), "--no-progress",
            f"data.root={synth_root}", "train.max_steps=2", *FAST]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "trained inpaint to step 2" in result.stdout
+    assert result.stdout.count("trained inpaint to step 2") == 1
     InpaintModel.from_pretrained(out / "model")
+    # only the main process reports: the summary and each progress line once
+    lines = result.stdout.splitlines()
+    assert lines.count("train inpaint") == 1 and "cpu x 2 processes" in result.stdout
+    steps = [x.split(" | ")[0] for x in lines if x.startswith("train inpaint: step ")]
+    assert steps == ["train inpaint: step 1/2 (50%)", "train inpaint: step 2/2 (100%)"]

@@ -125,7 +125,7 @@ def extract_poses(
     split: str = "test",
     dataset: bool | None = None,
     visibility_threshold: float = DEFAULT_VISIBILITY,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> ExtractReport:
     """Extract a pose from every image in `inputs` and write them under `out`.
 
@@ -133,8 +133,9 @@ def extract_poses(
     with `render`. With a folder among the inputs (or `dataset=True`) it also writes a PATN dataset root:
     `<split>/<stem>.png` (upright 8-bit RGB copies), `custom-annotation-<split>.csv` and
     `custom-pairs-<split>.csv` (every ordered pair), written even when the job is interrupted.
+    progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode.
     """
-    from tqdm.auto import tqdm
+    from pcdms.progress import Progress, resolve_mode
 
     from pcdms.data.formats import PairRecord, write_patn
 
@@ -146,8 +147,10 @@ def extract_poses(
     report = ExtractReport()
     try:
         with PoseExtractor(visibility_threshold) as extractor:
-            for path in tqdm(files, desc="pose extract", unit="img", disable=not progress):
-                _extract_one(extractor, path, out, render, split if dataset else None, report)
+            with Progress(len(files), "pose extract", "img", resolve_mode(progress)) as bar:
+                for path in files:
+                    _extract_one(extractor, path, out, render, split if dataset else None, report)
+                    bar.update()
     finally:
         if dataset and report.done:
             names = list(report.done)

@@ -76,14 +76,17 @@ class Job:
     render: Render
 
 
-def run_items(job: Job, desc: str, progress: bool = True, batch_size: int = 1) -> JobReport:
+def run_items(job: Job, desc: str, progress: bool | str = True, batch_size: int = 1) -> JobReport:
     """Run this process's share of `job.items`, skipping finished ones, `batch_size` pairs per pipeline pass.
 
     A UserError or an unreadable input fails that item only; it is reported and the job goes on. When a
     whole batch fails, its items are retried one by one so the failure is pinned on the right item.
+    progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode; only the
+    main process reports, for its own share of the pairs.
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
+
+    from pcdms.progress import Progress, resolve_mode
 
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
@@ -96,7 +99,7 @@ def run_items(job: Job, desc: str, progress: bool = True, batch_size: int = 1) -
                 report.skipped.append(item.name)
             else:
                 todo.append(item)
-        bar = tqdm(total=len(todo), desc=desc, unit="pair", disable=not (progress and state.is_local_main_process))
+        bar = Progress(len(todo), desc, "pair", resolve_mode(progress), enabled=state.is_main_process)
         for start in range(0, len(todo), batch_size):
             chunk, ready = todo[start:start + batch_size], []
             for item in chunk:

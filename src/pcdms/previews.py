@@ -1,10 +1,16 @@
 """Periodic previews during training: what a person checks to see a run is learning.
 
-- prior: cosine similarity between the sampled and the true target CLIP embedding, beside that of the
-  source's own embedding, the baseline a useful prior beats (logged; no image);
-- inpaint: a grid source | target pose | generated | ground truth, from the true target embedding;
-- refine: a grid source | coarse input | refined | ground truth.
-The same few pairs every time (the first of the test split when there is one), sampled with a fixed seed.
+Every stage writes `<run>/samples/step-<step>.png`:
+- prior: source | target pose | target (ground truth) | the training image whose CLIP embedding is nearest to
+  the target's | the one nearest to the sampled embedding. When the prior works, the last two columns agree
+  (or look alike). Captions: the sampled embedding's cosine to the true target's ("pred") and, under the
+  source, the cosine of the source's own embedding to it ("copy": the baseline a useful prior beats).
+  Neighbours are found by cosine after subtracting the training images' mean embedding, the component all
+  images share (large for the demo's random-weight CLIP, where any two images have cosine ~0.99);
+- inpaint: source | target pose | generated | ground truth, from the true target embedding;
+- refine: source | coarse input | refined | ground truth.
+The same few pairs every time (the first of the test split when there is one: held out), sampled with a
+fixed seed. The returned scalars go to TensorBoard.
 """
 
 from __future__ import annotations
@@ -13,15 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from pcdms.config import RunConfig
 from pcdms.data.canvas import split_canvas
 from pcdms.framing import to_pil
 from pcdms.visualize import image_grid
 
+GALLERY_SIZE = 256  # training images the prior's predictions are matched against
 
-def preview_batch(cfg: RunConfig, stage: str, count: int = 4) -> dict[str, Any] | None:
-    """A fixed batch of `count` pairs, or None when the dataset has too few."""
+
+def preview_batch(cfg: RunConfig, stage: str, count: int = 4, encoders: Any = None) -> dict[str, Any] | None:
+    """A fixed batch of `count` pairs, or None when the dataset has too few. For the prior, with `encoders`,
+    also `gallery_entries` and `gallery_embeds` (K, D): up to GALLERY_SIZE training images and their CLIP
+    embeddings."""
     from torch.utils.data import default_collate
 
     from pcdms.data.dataset import PairDataset
@@ -35,48 +46,105 @@ def preview_batch(cfg: RunConfig, stage: str, count: int = 4) -> dict[str, Any] 
     if len(dataset) == 0:
         return None
     step = max(1, len(dataset) // count)
-    return default_collate([dataset[i] for i in range(0, min(len(dataset), step * count), step)])
+    batch = default_collate([dataset[i] for i in range(0, min(len(dataset), step * count), step)])
+    if stage == "prior" and encoders is not None:
+        batch["gallery_entries"], batch["gallery_embeds"] = _gallery(cfg, encoders)
+    return batch
+
+
+@torch.no_grad()
+def _gallery(cfg: RunConfig, encoders: Any, batch_size: int = 32) -> tuple[list[Any], torch.Tensor]:
+    """Up to GALLERY_SIZE training images, spread over the split, and their CLIP embeddings (K, D) on the CPU."""
+    from pcdms.data.dataset import image_to_tensor, load_person_image
+    from pcdms.data.formats import load_split
+
+    entries = [e for e in load_split(cfg.data.root, cfg.data.train_split, cfg.data.format).images.values()
+               if e.path is not None]
+    if len(entries) > GALLERY_SIZE:
+        entries = [entries[i * len(entries) // GALLERY_SIZE] for i in range(GALLERY_SIZE)]
+    embeds = []
+    for start in range(0, len(entries), batch_size):
+        pixels = torch.stack([image_to_tensor(load_person_image(e, cfg.data.height, cfg.data.width))
+                              for e in entries[start:start + batch_size]])
+        embeds.append(encoders.clip(pixels.to(encoders.clip.device)).float().cpu())
+    return entries, torch.cat(embeds) if embeds else torch.zeros(0, 1)
+
+
+def nearest(queries: torch.Tensor, gallery: torch.Tensor, centre: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query (B, D): the index of the gallery row (K, D) with the highest cosine, and that cosine;
+    `centre` (D,) is subtracted from both first."""
+    if centre is not None:
+        queries, gallery = queries - centre, gallery - centre
+    sims = torch.nn.functional.normalize(queries.float(), dim=-1) @ torch.nn.functional.normalize(gallery.float(), dim=-1).T
+    best = sims.max(dim=1)
+    return best.indices, best.values
 
 
 @torch.no_grad()
 def write_preview(stage: str, model: Any, encoders: Any, batch: dict[str, Any], cfg: RunConfig,
                   path: Path) -> dict[str, float]:
-    """Sample the preview batch with `model`; write the grid to `path` (inpaint/refine); return scalars to log."""
+    """Sample the preview batch with `model`; write the grid to `path`; return scalars to log."""
     generator = torch.Generator(device=model.device).manual_seed(0)
     from pcdms.diffusion import make_scheduler
 
     steps = cfg.sample.num_inference_steps
     scheduler = make_scheduler(cfg.sample.scheduler, model.cfg.schedule,
                                None if stage == "prior" else cfg.sample.latent_clip)
-    scale = getattr(cfg.sample, f"{stage}_guidance_scale")
+    sampling = {"guidance_scale": getattr(cfg.sample, f"{stage}_guidance_scale"), "scheduler": scheduler,
+                "num_inference_steps": steps, "generator": generator}
     target_embeds = encoders.clip(batch["target_image"].to(encoders.clip.device)).to(model.device)
     if stage == "prior":
-        source_embeds = encoders.clip(batch["source_image"].to(encoders.clip.device))
-        sampled = model.sample(source_embeds, batch["source_keypoints"], batch["target_keypoints"],
-                               guidance_scale=scale, scheduler=scheduler, num_inference_steps=steps, generator=generator)
-        cosine = torch.nn.functional.cosine_similarity
-        # the baseline is "copy the source's embedding": a useful prior beats it
-        return {"preview/embedding_cosine": float(cosine(sampled.float(), target_embeds.float()).mean()),
-                "preview/source_copy_cosine": float(cosine(source_embeds.float(), target_embeds.float()).mean())}
+        return _prior_preview(model, encoders, batch, cfg, path, target_embeds, sampling)
     if stage == "inpaint":
         cond = model.encode_conditions(encoders, batch["source_image"], batch["source_pose_image"],
                                        batch["target_pose_image"])
         canvas = model.sample(cond["masked_latents"], cond["pose_canvas"], cond["image_tokens"], target_embeds,
-                              guidance_scale=scale, scheduler=scheduler, num_inference_steps=steps, generator=generator)
+                              **sampling)
         made = split_canvas(encoders.autoencoder.decode(canvas.to(encoders.autoencoder.device)))[1]
         second = to_pil(batch["target_pose_image"] * 2 - 1)
         labels = ["source", "target pose", "generated", "ground truth"]
     else:
         cond = model.encode_conditions(encoders, batch["source_image"], batch["coarse_image"])
-        latents = model.sample(cond["coarse_latents"], cond["image_tokens"], guidance_scale=scale,
-                               scheduler=scheduler, num_inference_steps=steps, generator=generator)
+        latents = model.sample(cond["coarse_latents"], cond["image_tokens"], **sampling)
         made = encoders.autoencoder.decode(latents.to(encoders.autoencoder.device))
         second = to_pil(batch["coarse_image"])
         labels = ["source", "coarse", "refined", "ground truth"]
     columns = [to_pil(batch["source_image"]), second, to_pil(made), to_pil(batch["target_image"])]
+    _save_grid(columns, labels, path)
+    error = (made.float().cpu() - batch["target_image"].float()).abs().mean()
+    return {"preview/l1_to_ground_truth": float(error)}
+
+
+def _prior_preview(model: Any, encoders: Any, batch: dict[str, Any], cfg: RunConfig, path: Path,
+                   target_embeds: torch.Tensor, sampling: dict[str, Any]) -> dict[str, float]:
+    from pcdms.data.dataset import load_person_image
+
+    source_embeds = encoders.clip(batch["source_image"].to(encoders.clip.device))
+    sampled = model.sample(source_embeds, batch["source_keypoints"], batch["target_keypoints"], **sampling)
+    cosine = torch.nn.functional.cosine_similarity
+    predicted = cosine(sampled.float(), target_embeds.float()).cpu()
+    copied = cosine(source_embeds.float(), target_embeds.float()).cpu()  # "copy the source": a useful prior beats it
+    scalars = {"preview/embedding_cosine": float(predicted.mean()), "preview/source_copy_cosine": float(copied.mean())}
+    if "gallery_embeds" not in batch or len(batch["gallery_entries"]) == 0:
+        return scalars
+    gallery = batch["gallery_embeds"]
+    neighbours = []
+    for query in (target_embeds, sampled):
+        index, _ = nearest(query.float().cpu(), gallery, centre=gallery.mean(dim=0))
+        neighbours.append([load_person_image(batch["gallery_entries"][int(i)], cfg.data.height, cfg.data.width)
+                           for i in index])
+    columns = [to_pil(batch["source_image"]), to_pil(batch["target_pose_image"] * 2 - 1),
+               to_pil(batch["target_image"]), *neighbours]
+    captions = [[f"copy {c:.3f}", None, None, None, f"pred {p:.3f}"] for c, p in zip(copied, predicted)]
+    _save_grid(columns, ["source", "target pose", "target", "NN of target", "NN of pred"], path, captions)
+    return scalars
+
+
+def _save_grid(columns: list[list[Image.Image]], labels: list[str], path: Path,
+               captions: list[list[str | None]] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     width, height = columns[0][0].size
     zoom = max(1, -(-96 // width))  # small CPU-scale images are enlarged to be seen
-    image_grid([list(row) for row in zip(*columns)], labels, cell=(width * zoom, height * zoom)).save(path)
-    error = (made.float().cpu() - batch["target_image"].float()).abs().mean()
-    return {"preview/l1_to_ground_truth": float(error)}
+    image_grid([list(row) for row in zip(*columns)], labels, cell=(width * zoom, height * zoom),
+               captions=captions).save(path)

@@ -1,8 +1,11 @@
 """The one training loop for all three PCDMs stages (paper App. B), on accelerate.
 
 AdamW, gradient accumulation and clipping, mixed precision, EMA weights, warm-up then constant learning rate,
-a seeded data order, atomic checkpoints that resume at the same step and data position, TensorBoard logs and a
-progress bar. Multi-GPU and multi-node runs go through `accelerate launch`; nothing here is device-specific.
+a seeded data order, atomic checkpoints that resume at the same step and data position, TensorBoard logs, a
+start-up summary (`pcdms.summary`) and progress (`pcdms.progress`: a bar in a terminal, else a line every
+`train.log_every` steps or minute with step, loss, learning rate, steps/s, data wait, peak memory and ETA; the
+same records in `<run>/logs/progress.jsonl`). Multi-GPU and multi-node runs go through `accelerate launch`;
+nothing here is device-specific.
 
 A checkpoint folder `checkpoint-<step>/` holds accelerate's state (model, optimiser, LR schedule, EMA, RNG) and
 `model/` (+ `model_ema/`) in the stage's `save_pretrained` format. It is written as `checkpoint-<step>.tmp` and
@@ -101,7 +104,8 @@ def _resume_step(accelerator: Any, run_dir: Path, resume: bool) -> int:
             )
         return 0
     if not checkpoints:
-        accelerator.print(f"--resume: no complete checkpoint in {run_dir}, starting from step 0")
+        if accelerator.is_main_process:
+            print(f"--resume: no checkpoint in {run_dir} yet, so this is a new run from step 0", flush=True)
         return 0
     accelerator.load_state(str(checkpoints[-1]))
     step = int(json.loads((checkpoints[-1] / "trainer_state.json").read_text())["step"])
@@ -138,18 +142,21 @@ def train(
     cfg: RunConfig,
     run_dir: str | Path | None = None,
     resume: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> TrainResult:
     """Train one stage on `cfg.data.root` and write checkpoints and the final model under `run_dir`.
 
     The final weights (EMA when `train.ema_decay > 0`) are written to `run_dir/model` in the stage's
-    `save_pretrained` format. Raises `NonFiniteLossError` when the loss is NaN/inf.
+    `save_pretrained` format. Raises `NonFiniteLossError` when the loss is NaN/inf. progress: True (a bar in a
+    terminal, else lines), False (silent) or a `pcdms.progress` mode.
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
+
+    from pcdms.progress import Progress, quiet_library_bars, resolve_mode, say
+    from pcdms.summary import training_summary
 
     from pcdms.data.dataset import PairDataset
     from pcdms.encoders import build_encoders
@@ -167,6 +174,8 @@ def train(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=tc.seed),
     )
     set_seed(tc.seed, device_specific=True)
+    mode = resolve_mode(progress)
+    quiet_library_bars(mode, accelerator.is_main_process)
     if accelerator.is_main_process:
         save_config(cfg, run_dir)
 
@@ -187,6 +196,8 @@ def train(
             f"{cfg.data.root} split '{cfg.data.train_split}' has {len(dataset)} pairs, fewer than one batch "
             f"({tc.batch_size} x {accelerator.num_processes} processes): lower train.batch_size"
         )
+    if mode != "off" and accelerator.is_main_process:
+        say(training_summary(stage, cfg, dataset, run_dir, accelerator.device, accelerator.num_processes), mode)
     loader = DataLoader(
         dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers
     )
@@ -212,7 +223,7 @@ def train(
     if tc.sample_every > 0 and accelerator.is_main_process:
         from pcdms.previews import preview_batch
 
-        preview = preview_batch(cfg, stage)
+        preview = preview_batch(cfg, stage, encoders=encoders)
 
     step = _resume_step(accelerator, run_dir, resume)
     batches_per_epoch = len(loader)
@@ -220,16 +231,15 @@ def train(
     epoch, skip = divmod(batches_done, batches_per_epoch)
     last_good = list_checkpoints(run_dir)[-1] if step else None
     loss_value = math.nan
-    bar = tqdm(
-        total=tc.max_steps, initial=step, desc=f"train {stage}", unit="step",
-        disable=not (progress and accelerator.is_local_main_process),
-    )
+    bar = Progress(tc.max_steps, f"train {stage}", "step", mode, initial=step, every_steps=tc.log_every,
+                   jsonl=run_dir / "logs" / "progress.jsonl", enabled=accelerator.is_main_process,
+                   memory_device=accelerator.device)
     micro = 0
     while step < tc.max_steps:
         loader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         skip = 0
-        for batch in batches:
+        for batch in bar.timed(batches):
             with accelerator.accumulate(loss_step):
                 generator = step_generator(tc.seed, step, accelerator.process_index, micro, accelerator.device)
                 micro = (micro + 1) % tc.gradient_accumulation_steps
@@ -253,8 +263,7 @@ def train(
             if ema is not None:
                 ema.update_parameters(model)
             loss_value = float(accelerator.reduce(loss.detach().float(), reduction="mean"))
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.2e}")
+            bar.update(1, loss=loss_value, lr=lr_schedule.get_last_lr()[0])
             if step % tc.log_every == 0 or step == tc.max_steps:
                 accelerator.log({"loss": loss_value, "lr": lr_schedule.get_last_lr()[0]}, step=step)
             if step % tc.checkpoint_every == 0 or step == tc.max_steps:

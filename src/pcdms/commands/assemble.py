@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from pcdms.config import load_config
     from pcdms.convert import assemble_model
     from pcdms.pipeline import save_random_encoders
+    from pcdms.progress import choose_mode, quiet_library_bars
+
+    quiet_library_bars(choose_mode())  # transformers' "Writing model shards" bar only in a terminal
 
     stages = {"prior": args.prior, "inpaint": args.inpaint, "refine": args.refine}
     out = assemble_model(args.out, cfg, stages, overwrite=args.overwrite)

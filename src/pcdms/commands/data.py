@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--split", action="append", metavar="NAME", help="check only this split (repeatable)")
     check.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
     check.add_argument("--no-decode", action="store_true", help="skip decoding images (only check they exist)")
+    check.add_argument("--no-progress", action="store_true",
+                       help="no progress bars: a plain line on stderr every 10%% of the images or minute instead "
+                            "(what a log file gets anyway when output is not a terminal)")
     check.set_defaults(func=run_check)
 
     synth = sub.add_parser(
@@ -68,6 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preview", nargs="?", const="", default=None, metavar="PNG",
         help="also write a contact sheet with keypoints drawn (default path DIR/preview.png)",
     )  # fmt: skip
+    synth.add_argument("--no-progress", action="store_true",
+                       help="no progress bars: a plain line every 10%% of the images or minute instead "
+                            "(what a log file gets anyway when output is not a terminal)")
     synth.set_defaults(func=run_synth)
 
 
@@ -78,8 +84,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from pcdms.data.check import check_dataset
+    from pcdms.progress import choose_mode
 
-    result = check_dataset(args.root, args.split, args.format, decode_images=not args.no_decode, progress=True)
+    result = check_dataset(args.root, args.split, args.format, decode_images=not args.no_decode,
+                           progress=choose_mode(args.no_progress))
     for problem in result.problems:
         print(problem)
     if result.ok:
@@ -91,10 +99,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     from pcdms.data.synth import contact_sheet, generate
+    from pcdms.progress import choose_mode
 
-    summary = generate(
-        args.out, args.train_ids, args.test_ids, args.poses, args.height, args.width, args.seed, progress=True
-    )
+    summary = generate(args.out, args.train_ids, args.test_ids, args.poses, args.height, args.width, args.seed,
+                       progress=choose_mode(args.no_progress))
     for split in summary.images:
         print(f"{split}: {summary.images[split]} images of {len(summary.identities[split])} identities, "
               f"{summary.pairs[split]} pairs")  # fmt: skip

@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(config_to_yaml(load_config(str(model / "config.yaml"))))
+    from pcdms.progress import choose_mode, quiet_library_bars
+
+    quiet_library_bars(choose_mode())  # no library bars in a log file
     start = time.perf_counter()
     pipe = PCDMsPipeline.from_pretrained(model)
     print(f"loaded {model} in {time.perf_counter() - start:.1f} s")

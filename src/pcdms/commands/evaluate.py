@@ -80,7 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--inception-weights", type=Path, metavar="FILE", help="torchvision Inception-v3 ImageNet weights file")
     add("--skip", action="append", choices=NETWORK_METRICS, default=[], help="do not compute this metric")
     add("--strict", action="store_true", help="exit 1 when any file is unmatched, missing or incomplete")
-    add("--no-progress", action="store_true", help="no progress bars")
+    add("--no-progress", action="store_true",
+        help="no progress bars: a plain line every 10%% of the images or minute instead (what a log file gets "
+             "anyway when output is not a terminal)")
     parser.set_defaults(func=run)
 
 
@@ -106,7 +108,9 @@ def _compute(args: argparse.Namespace):
             raise UserError(f"--device {args.device!r}: expected auto, cpu, cuda or cuda:N") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"--device {args.device}: no CUDA GPU is visible on this machine")
-    return Compute(device, args.batch_size, args.workers, not args.no_progress, state)
+    from pcdms.progress import choose_mode
+
+    return Compute(device, args.batch_size, args.workers, choose_mode(args.no_progress), state)
 
 
 def _print_problems(matching) -> None:
@@ -138,12 +142,19 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir or fid.DEFAULT_CACHE_DIR, lpips_backbone=args.lpips_backbone,
         inception_weights=args.inception_weights, skip=tuple(args.skip),
     )
+    from pcdms.progress import say
+    from pcdms.summary import evaluation_summary
+
     compute = _compute(args)
-    result = evaluate(options, compute)
+    out = args.out or args.pred.parent / f"{args.pred.name}_metrics"
+
+    def announce(matching) -> None:
+        say(evaluation_summary(matching, options, compute, out), compute.progress)
+
+    result = evaluate(options, compute, announce)
     if result is None:  # not the main process: it only helped compute
         return 0
     _print_problems(result.matching)
-    out = args.out or args.pred.parent / f"{args.pred.name}_metrics"
     out.mkdir(parents=True, exist_ok=True)
     data = report.report_dict(result, str(compute.device), compute.num_processes, compute.batch_size)
     report.write_json(out / "report.json", data)

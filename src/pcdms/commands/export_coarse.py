@@ -27,7 +27,9 @@ pairs across processes.""",
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="pairs per pipeline pass (default 8; larger keeps a GPU busier, same images)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
+                             "file gets anyway when output is not a terminal)")
     add_config_args(parser)
     parser.set_defaults(func=run)
 
@@ -43,16 +45,27 @@ def run(args: argparse.Namespace) -> int:
 
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR")
+    from accelerate import PartialState
+
     from pcdms.commands.common import pick_device
+    from pcdms.progress import choose_mode, quiet_library_bars, say
+    from pcdms.summary import inference_summary, split_rows
 
     device = pick_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out)
+    state = PartialState()
+    mode = choose_mode(args.no_progress)
+    quiet_library_bars(mode, state.is_main_process)
     pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, device=device)
     split = args.split or cfg.data.train_split
+    rows = [("inpaint", f"{args.inpaint}, fed each target's ground-truth CLIP embedding"),
+            *split_rows(cfg.data.root, split, args.limit, (pipe.width, pipe.height), pipe.stretch, cfg.data.format)]
+    say(inference_summary(f"export-coarse {split}", pipe, rows, out, args.batch_size, state.num_processes), mode,
+        state.is_main_process)
     job = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,
                         ground_truth_embeds=True, stages=("inpaint",))
-    report = run_items(job, f"export-coarse {split}", progress=not args.no_progress, batch_size=args.batch_size)
+    report = run_items(job, f"export-coarse {split}", progress=mode, batch_size=args.batch_size)
     print(report.summary())
     return 1 if report.failed else 0

@@ -27,7 +27,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="weights and activations on the GPU (fp16/bf16 halve memory and time)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="pairs per pipeline pass over a dataset or folder (default 8; same images at any size)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
+                             "file gets anyway when output is not a terminal)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -110,6 +112,29 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     return pipe
 
 
+def announce(args: argparse.Namespace, pipe, out: Path, title: str, rows: list[tuple[str, str]], mode: str) -> None:
+    """Print the job's start-up summary (model, data, how images are fitted, device, output) on the main process."""
+    from accelerate import PartialState
+
+    from pcdms.progress import say
+    from pcdms.summary import inference_summary
+
+    state = PartialState()
+    text = inference_summary(title, pipe, [("model", args.model), *rows], out, args.batch_size, state.num_processes)
+    say(text, mode, state.is_main_process)
+
+
+def start(args: argparse.Namespace, out: Path):
+    """The reporting mode (library bars set to follow it) and the loaded pipeline."""
+    from accelerate import PartialState
+
+    from pcdms.progress import choose_mode, quiet_library_bars
+
+    mode = choose_mode(args.no_progress)
+    quiet_library_bars(mode, PartialState().is_main_process)
+    return mode, load_pipeline(args, out)
+
+
 def load_pose(path: str, what: str):
     """A pose from OpenPose JSON, or extracted from a photo."""
     from pcdms.imageio import load_image
@@ -136,13 +161,24 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(args, out)
+    mode, pipe = start(args, out)
     call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
+    model = (pipe.width, pipe.height)
+    stages = ("stages", f"{args.stages}, {args.num_samples} sample(s) per pair, seed {args.seed}")
     if args.dataset:
+        from pcdms.summary import split_rows
+
+        rows = split_rows(args.dataset, args.split, args.limit, model, pipe.stretch)
+        announce(args, pipe, out, f"generate {args.split}", [*rows, stages], mode)
         job = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
-        report = run_items(job, f"generate {args.split}", progress=not args.no_progress, batch_size=args.batch_size)
+        report = run_items(job, f"generate {args.split}", progress=mode, batch_size=args.batch_size)
         print(report.summary())
         return 1 if report.failed else 0
+    if args.source:
+        from pcdms.summary import files_fit
+
+        rows = [("source", args.source), ("images", files_fit([Path(args.source)], model, pipe.stretch))]
+        announce(args, pipe, out, "generate", [*rows, stages], mode)
     return _generate_one(args, pipe, out, call)
 
 
@@ -215,9 +251,15 @@ def run_refine(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = load_pipeline(args, out)
+    mode, pipe = start(args, out)
+    from pcdms.summary import files_fit
+
+    sources = f"--source {args.source}" if args.source else f"<from> of each name in {args.dataset} split '{args.split}'"
+    rows = [("images", f"{len(files)} to refine; {files_fit(files, (pipe.width, pipe.height), pipe.stretch)}"),
+            ("sources", sources)]
+    announce(args, pipe, out, "refine", rows, mode)
     job = refine_items(pipe, files, out, source_for, args.seed,
                        num_inference_steps=args.steps, guidance_scale=args.guidance)
-    report = run_items(job, "refine", progress=not args.no_progress, batch_size=args.batch_size)
+    report = run_items(job, "refine", progress=mode, batch_size=args.batch_size)
     print(report.summary())
     return 1 if report.failed else 0

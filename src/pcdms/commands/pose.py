@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
     render.add_argument("--height", type=int, help="render height in pixels")
     render.add_argument("--width", type=int, help="render width in pixels")
+    render.add_argument("--no-progress", action="store_true",
+                        help="no progress bars: a plain line every 10%% of the images or minute instead "
+                             "(what a log file gets anyway when output is not a terminal)")
     render.set_defaults(func=run_render)
 
     extract = sub.add_parser(
@@ -54,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER", help="image files and/or folders")
     extract.add_argument("--out", required=True, metavar="DIR", help="output folder")
     extract.add_argument("--render", action="store_true", help="also write skeleton renders")
+    extract.add_argument("--no-progress", action="store_true",
+                         help="no progress bars: a plain line every 10%% of the images or minute instead "
+                              "(what a log file gets anyway when output is not a terminal)")
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
     extract.add_argument("--threshold", type=float, default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
@@ -66,25 +72,28 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run_render(args: argparse.Namespace) -> int:
     from PIL import Image
-    from tqdm.auto import tqdm
 
     from pcdms.pose import render_skeleton
+    from pcdms.progress import Progress, choose_mode
 
     if (args.height is None) != (args.width is None):
         raise UserError("give both --height and --width, or neither")
     jobs = _render_jobs(Path(args.input), args.split, args.format)
     out = Path(args.out)
     failed = 0
-    for split, entry in tqdm(jobs, desc="pose render", unit="img"):
+    bar = Progress(len(jobs), "pose render", "img", choose_mode(args.no_progress))
+    for split, entry in jobs:
         size = (args.height, args.width) if args.height else entry.frame or _image_size(entry.path)
         if size is None:
             print(f"{entry.origin[0]}: '{entry.name}': no frame size and no image to take it from; "
                   "pass --height and --width", file=sys.stderr)  # fmt: skip
             failed += 1
-            continue
-        target = out / split / Path(entry.name).with_suffix(".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(render_skeleton(entry.keypoints, *size)).save(target)
+        else:
+            target = out / split / Path(entry.name).with_suffix(".png")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render_skeleton(entry.keypoints, *size)).save(target)
+        bar.update()
+    bar.close()
     print(f"rendered {len(jobs) - failed} pose images to {out}")
     return 1 if failed else 0
 
@@ -129,8 +138,10 @@ def run_extract(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
+    from pcdms.progress import choose_mode
+
     report = extract_poses(args.inputs, args.out, render=args.render, split=args.split,
-                           visibility_threshold=args.threshold)  # fmt: skip
+                           visibility_threshold=args.threshold, progress=choose_mode(args.no_progress))
     for path, reason in report.failed:
         print(f"{path}: {reason}", file=sys.stderr)
     failures = write_failures(report, Path(args.out))

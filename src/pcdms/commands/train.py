@@ -22,7 +22,12 @@ Writes into --out (default: train.output_dir/<config name>-<stage>):
   config.yaml             the resolved config
   checkpoint-<step>/      full training state (written atomically; the newest train.keep_checkpoints kept)
   model/                  final weights (EMA when train.ema_decay > 0), loadable with from_pretrained
-  logs/                   TensorBoard logs (tensorboard --logdir <out>/logs)
+  logs/                   TensorBoard logs (tensorboard --logdir <out>/logs) and progress.jsonl
+  samples/step-<step>.png preview grids every train.sample_every steps
+
+Progress: a bar in a terminal; with --no-progress, or when output goes to a file or pipe, one
+line every train.log_every steps or minute: step, loss, learning rate, steps/s, share of time
+waiting for data, peak memory, elapsed time and ETA. Under accelerate only the main process prints.
 
 Stage 3 (refine) trains on stage-2 outputs for the training pairs: make them with `pcdms export-coarse`.
 
@@ -38,7 +43,9 @@ Examples:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest complete checkpoint in the run folder"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar: a plain line every train.log_every steps or minute instead (what a "
+                             "log file gets anyway when output is not a terminal)")
     parser.set_defaults(func=run)
 
 
@@ -46,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if dry_run(args, cfg):
         return 0
+    from pcdms.progress import choose_mode
     from pcdms.training import train
 
-    result = train(args.stage, cfg, run_dir=args.out, resume=args.resume, progress=not args.no_progress)
+    result = train(args.stage, cfg, run_dir=args.out, resume=args.resume, progress=choose_mode(args.no_progress))
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0
     print(f"trained {args.stage} to step {result.final_step} (loss {result.last_loss:.4f}); "
           f"weights in {result.final_model_dir}")
     return 0

@@ -39,10 +39,15 @@ def check_dataset(
     splits: list[str] | None = None,
     format: str = "auto",
     decode_images: bool = True,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> CheckResult:
-    """Every problem of the given splits (default: every split with a pair file) of a dataset root."""
-    from tqdm.auto import tqdm
+    """Every problem of the given splits (default: every split with a pair file) of a dataset root.
+
+    progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode; lines go to
+    stderr, so stdout holds only the report."""
+    import sys
+
+    from pcdms.progress import Progress, resolve_mode
 
     root = Path(root)
     fmt = detect_format(root) if format == "auto" else format
@@ -57,10 +62,12 @@ def check_dataset(
         if not decode_images:
             continue
         entries = [e for e in data.images.values() if e.path is not None]
-        for entry in tqdm(entries, desc=f"check {split}", unit="img", disable=not progress):
-            try:
-                load_image(entry.path)  # a full decode: truncated files pass a header check
-            except ImageReadError as err:
-                message = f"image '{entry.name}' is unreadable: {err}"
-                result.problems.append(Problem(*entry.origin, message, "unreadable-image"))
+        with Progress(len(entries), f"check {split}", "img", resolve_mode(progress), stream=sys.stderr) as bar:
+            for entry in entries:
+                try:
+                    load_image(entry.path)  # a full decode: truncated files pass a header check
+                except ImageReadError as err:
+                    message = f"image '{entry.name}' is unreadable: {err}"
+                    result.problems.append(Problem(*entry.origin, message, "unreadable-image"))
+                bar.update()
     return result

@@ -250,10 +250,11 @@ def generate(
     height: int = 256,
     width: int = 176,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> SynthSummary:
-    """Write a synthetic dataset to `out` (layout in the module docstring) and return what was written."""
-    from tqdm.auto import tqdm
+    """Write a synthetic dataset to `out` (layout in the module docstring) and return what was written.
+    progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode."""
+    from pcdms.progress import Progress, resolve_mode
 
     if min(train_identities, test_identities) < 0 or poses_per_identity < 2:
         raise UserError("identity counts must be >= 0 and --poses >= 2 (a pair needs two images)")
@@ -268,7 +269,7 @@ def generate(
     summary = SynthSummary(out, {}, {}, {})
     described = []
     total = (train_identities + test_identities) * poses_per_identity
-    bar = tqdm(total=total, desc="synth", unit="img", disable=not progress)
+    bar = Progress(total, "synth", "img", resolve_mode(progress))
     for split in SPLITS:
         (out / split).mkdir(parents=True, exist_ok=True)
         poses: dict[str, Pose] = {}

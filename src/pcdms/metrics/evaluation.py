@@ -10,6 +10,7 @@ reason; the others still run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,8 +183,10 @@ def selections(matching: Matching, rows: list[dict], best_of: int) -> dict[str, 
     return chosen
 
 
-def evaluate(options: EvaluateOptions, compute: Compute) -> EvaluationResult | None:
-    """Run the whole evaluation; returns the result on the main process, None on the others."""
+def evaluate(options: EvaluateOptions, compute: Compute,
+             announce: Callable[[Matching], None] | None = None) -> EvaluationResult | None:
+    """Run the whole evaluation; returns the result on the main process, None on the others.
+    `announce(matching)` is called on the main process once the predictions are matched, before any scoring."""
     pred_files = list_images(options.pred_dir, "--pred")
     gt_files = list_images(options.gt_dir, "--gt")
     pairs = read_pairs_csv(options.pairs_file) if options.pairs_file else None
@@ -192,6 +195,8 @@ def evaluate(options: EvaluateOptions, compute: Compute) -> EvaluationResult | N
         shown = ", ".join((matching.unparsed + matching.missing_gt + matching.not_in_pairs)[:5])
         raise UserError(f"--pred {options.pred_dir}: no prediction matches a ground truth in --gt {options.gt_dir} "
                         f"(expected <from>_to_<to>.png with <to> an image of --gt; e.g. {shown or 'none'})")
+    if announce is not None and compute.is_main:
+        announce(matching)
     lpips_metric, extractors, unavailable = _networks(options, compute.device)
     if extractors:
         real_images(options)  # a wrong --real fails now, not after the predictions are scored

@@ -28,12 +28,13 @@ FeatureExtractor = Callable[[torch.Tensor], np.ndarray]
 
 @dataclass
 class Compute:
-    """Where and how the passes run: device, batch size, loader workers, progress bar, processes."""
+    """Where and how the passes run: device, batch size, loader workers, progress (True: a bar in a terminal,
+    else lines; False: silent; or a `pcdms.progress` mode), processes."""
 
     device: torch.device
     batch_size: int = 32
     workers: int = 0
-    progress: bool = True
+    progress: bool | str = True
     state: Any = field(default=None)  # accelerate.PartialState, or None for a single process
 
     @property
@@ -101,10 +102,12 @@ def _gather_features(chunks: dict[str, list[np.ndarray]], compute: Compute) -> d
 
 def _batches(dataset: Dataset, indices: list[int], compute: Compute, desc: str):
     from torch.utils.data import Subset
-    from tqdm.auto import tqdm
+
+    from pcdms.progress import Progress, resolve_mode
 
     loader = DataLoader(Subset(dataset, indices), batch_size=compute.batch_size, num_workers=compute.workers)
-    with tqdm(total=len(indices), desc=desc, unit="img", disable=not (compute.progress and compute.is_main)) as bar:
+    mode = resolve_mode(compute.progress)
+    with Progress(len(indices), desc, "img", mode, enabled=compute.is_main) as bar:
         for batch in loader:
             yield batch
             bar.update(len(batch["index"]))
