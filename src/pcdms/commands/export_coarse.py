@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.validation import at_least, prepare_output_dir, resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,9 +24,9 @@ pairs across processes.""",
     parser.add_argument("--inpaint", required=True, help="the stage-2 model folder (a training run's model/)")
     parser.add_argument("--out", required=True, help="output folder for the coarse images")
     parser.add_argument("--split", default=None, help="dataset split (default: data.train_split)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N pairs")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=8,
+    parser.add_argument("--batch-size", type=at_least(1), default=8,
                         help="pairs per pipeline pass (default 8; larger keeps a GPU busier, same images)")
     parser.add_argument("--no-progress", action="store_true")
     add_config_args(parser)
@@ -43,11 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR")
-    from pcdms.commands.common import pick_device
-
-    device = pick_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(args.out)
+    device = resolve_device(args.device)
     save_config(cfg, out)
     pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, device=device)
     split = args.split or cfg.data.train_split

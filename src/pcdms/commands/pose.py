@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pcdms.errors import UserError
+from pcdms.validation import at_least, float_in, prepare_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--out", required=True, metavar="DIR", help="output folder")
     render.add_argument("--split", action="append", metavar="NAME", help="only this split (repeatable; default all)")
     render.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
-    render.add_argument("--height", type=int, help="render height in pixels")
-    render.add_argument("--width", type=int, help="render width in pixels")
+    render.add_argument("--height", type=at_least(1), help="render height in pixels")
+    render.add_argument("--width", type=at_least(1), help="render width in pixels")
     render.set_defaults(func=run_render)
 
     extract = sub.add_parser(
@@ -55,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--out", required=True, metavar="DIR", help="output folder")
     extract.add_argument("--render", action="store_true", help="also write skeleton renders")
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
-    extract.add_argument("--threshold", type=float, default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
+    extract.add_argument("--threshold", type=float_in(0, 1), default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
 
 
@@ -73,7 +74,7 @@ def run_render(args: argparse.Namespace) -> int:
     if (args.height is None) != (args.width is None):
         raise UserError("give both --height and --width, or neither")
     jobs = _render_jobs(Path(args.input), args.split, args.format)
-    out = Path(args.out)
+    out = prepare_output_dir(args.out)
     failed = 0
     for split, entry in tqdm(jobs, desc="pose render", unit="img"):
         size = (args.height, args.width) if args.height else entry.frame or _image_size(entry.path)
@@ -127,8 +128,7 @@ def _image_size(path: Path | None) -> tuple[int, int] | None:
 def run_extract(args: argparse.Namespace) -> int:
     from pcdms.extract import extract_poses, write_failures
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
+    prepare_output_dir(args.out)
     report = extract_poses(args.inputs, args.out, render=args.render, split=args.split,
                            visibility_threshold=args.threshold)  # fmt: skip
     for path, reason in report.failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.validation import prepare_output_dir
 
 STAGES = ("prior", "inpaint", "refine")
 
@@ -46,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if dry_run(args, cfg):
         return 0
-    from pcdms.training import train
+    from pcdms.training import default_run_dir, train
 
+    prepare_output_dir(args.out or default_run_dir(cfg, args.stage), "--out" if args.out else "train.output_dir")
     result = train(args.stage, cfg, run_dir=args.out, resume=args.resume, progress=not args.no_progress)
     print(f"trained {args.stage} to step {result.final_step} (loss {result.last_loss:.4f}); "
           f"weights in {result.final_model_dir}")
