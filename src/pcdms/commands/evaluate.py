@@ -47,7 +47,9 @@ cached in --cache-dir under a key made of every file's name, size and content ha
 the size, so a changed folder is never served stale statistics.
 
 Exit status: 0 when the report is written; 2 when an argument is wrong or no prediction matches;
-1 with --strict when any file is unmatched, missing or incomplete (the report is still written).
+1 when some image could not be read (each is listed, the report is written for the rest and marked
+"complete": false); 1 with --strict when any file is unmatched, missing or incomplete (the report is
+still written).
 Multi-GPU / multi-process: `accelerate launch -m pcdms.cli evaluate ...` splits the images.
 """
 
@@ -101,6 +103,17 @@ def _compute(args: argparse.Namespace):
     return Compute(device, args.batch_size, args.workers, not args.no_progress, state)
 
 
+def _print_unreadable(result) -> None:
+    lists = (("predictions (or their ground truth) that could not be read, not scored",
+              [f"{name}: {reason}" for name, reason in result.unreadable]),
+             ("real images that could not be read, not in the FID statistics", result.real.get("unreadable", [])))
+    for title, entries in lists:
+        if entries:
+            print(f"{len(entries)} {title}:", file=sys.stderr)
+            for entry in entries:
+                print(f"  {entry}", file=sys.stderr)
+
+
 def _print_problems(matching) -> None:
     titles = {
         "unparsed": "prediction files not named <from>_to_<to>.png",
@@ -138,11 +151,16 @@ def run(args: argparse.Namespace) -> int:
     if result is None:  # not the main process: it only helped compute
         return 0
     _print_problems(result.matching)
+    _print_unreadable(result)
     data = report.report_dict(result, str(compute.device), compute.num_processes, compute.batch_size)
     report.write_json(out / "report.json", data)
     report.write_csv(out / "per_image.csv", result)
     print(report.format_table(result))
     print(f"report: {out / 'report.json'}, per image: {out / 'per_image.csv'}")
+    if not result.complete:
+        print(f"pcdms evaluate: the report is INCOMPLETE: {len(result.unreadable)} prediction(s) and "
+              f"{len(result.real.get('unreadable', []))} real image(s) could not be read (listed above)", file=sys.stderr)
+        return 1
     if args.strict and result.matching.problems():
         print("pcdms evaluate: --strict: some files did not match (listed above)", file=sys.stderr)
         return 1
