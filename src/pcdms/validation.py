@@ -268,3 +268,19 @@ def resolve_device(name: str | None, argument: str = "--device") -> str:
         raise UserError(f"{argument} {name}: no such device on this machine; devices here: {', '.join(there)}")
     return str(device)
 
+
+
+def check_weight_files(folder: str | Path, argument: str = "--model") -> None:
+    """Open the header of every `*.safetensors` under `folder` (cheap: no tensor is read) so a truncated or
+    damaged weight file is a UserError naming it, before anything is loaded."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise UserError(
+                f"{argument}: weight file {path} is damaged or truncated ({err}); copy the model folder again "
+                "from where it came from, or rerun the command that wrote it (pcdms train / assemble / convert)"
+            ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pcdms.validation import SEED_ARG, at_least, prepare_output_dir
+from pcdms.validation import SEED_ARG, at_least, check_weight_files, prepare_output_dir
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out)
     (out / "config.yaml").write_text(config_to_yaml(load_config(str(model / "config.yaml"))))
     start = time.perf_counter()
+    check_weight_files(model)
     pipe = PCDMsPipeline.from_pretrained(model)
     print(f"loaded {model} in {time.perf_counter() - start:.1f} s")
     rows, process, scores = [], None, []

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
-from pcdms.validation import at_least, prepare_output_dir, resolve_device
+from pcdms.validation import at_least, check_weight_files, prepare_output_dir, resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out)
     device = resolve_device(args.device)
     save_config(cfg, out)
+    check_weight_files(args.inpaint, "--inpaint")
     pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, device=device)
     split = args.split or cfg.data.train_split
     job = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,

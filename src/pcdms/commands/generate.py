@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pcdms.errors import UserError
-from pcdms.validation import SEED_ARG, at_least, float_in, prepare_output_dir, resolve_device
+from pcdms.validation import SEED_ARG, at_least, check_weight_files, float_in, prepare_output_dir, resolve_device
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
 
@@ -97,6 +97,7 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
+    check_weight_files(args.model)
     pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
     if args.refine_strength is not None:
         pipe.sample = dataclasses.replace(pipe.sample, refine_strength=args.refine_strength)
