@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
+
+from pcdms.imageio import MAX_WRITE_PIXELS
 
 
 def image_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] | None = None,
                cell: tuple[int, int] | None = None, pad: int = 2) -> Image.Image:
     """Rows of images in cells of one size (`cell` = (w, h), default the first image's), white gaps;
-    `labels` (one per column) are written above the first row."""
+    `labels` (one per column) are written above the first row. Cells shrink (aspect kept) so the grid stays
+    within `MAX_WRITE_PIXELS`, which every image library opens without complaint."""
     if not rows or not rows[0]:
         raise ValueError("image_grid needs at least one image")
     cw, ch = cell or rows[0][0].size
     columns = max(len(r) for r in rows)
     top = 14 if labels else 0
+    scale = math.sqrt(MAX_WRITE_PIXELS / (columns * len(rows) * (cw + pad) * (ch + pad) + 1))
+    if scale < 1:
+        cw, ch = max(1, int(cw * scale * 0.99)), max(1, int(ch * scale * 0.99))
     grid = Image.new("RGB", (columns * (cw + pad) + pad, top + len(rows) * (ch + pad) + pad), "white")
     draw = ImageDraw.Draw(grid)
     for c, label in enumerate(labels or ()):
