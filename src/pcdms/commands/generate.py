@@ -129,17 +129,17 @@ def run_generate(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.source):
         raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
     out = prepare_output_dir(args.out)
-    pipe = load_pipeline(args, out)
     call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
     if args.dataset:
+        pipe = load_pipeline(args, out)
         job = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
         report = run_items(job, f"generate {args.split}", progress=not args.no_progress, batch_size=args.batch_size)
         print(report.summary())
         return 1 if report.failed else 0
-    return _generate_one(args, pipe, out, call)
+    return _generate_one(args, out, call)
 
 
-def _generate_one(args: argparse.Namespace, pipe, out: Path, call: dict) -> int:
+def _generate_one(args: argparse.Namespace, out: Path, call: dict) -> int:
     import torch
 
     from pcdms.generate import save_atomic
@@ -148,9 +148,10 @@ def _generate_one(args: argparse.Namespace, pipe, out: Path, call: dict) -> int:
 
     if not args.target_pose:
         raise UserError("--target-pose is required with --source")
-    source = load_image(args.source)
+    source = load_image(args.source)  # every input is read before the model loads: a bad one fails fast
     target_pose = load_pose(args.target_pose, "--target-pose")
     source_pose = load_pose(args.source_pose, "--source-pose") if args.source_pose else None
+    pipe = load_pipeline(args, out)
     name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
     result = pipe(source, target_pose, source_pose, num_samples=args.num_samples, return_process=args.process,
                   generator=torch.Generator().manual_seed(args.seed), **call)
