@@ -10,7 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-from pcdms.errors import UserError
 from pcdms.validation import at_least, prepare_output_dir, resolve_device
 
 DESCRIPTION = """\

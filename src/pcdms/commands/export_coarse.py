@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
 from pcdms.validation import at_least, check_weight_files, prepare_output_dir, resolve_device
