@@ -284,3 +284,12 @@ def check_weight_files(folder: str | Path, argument: str = "--model") -> None:
                 f"{argument}: weight file {path} is damaged or truncated ({err}); copy the model folder again "
                 "from where it came from, or rerun the command that wrote it (pcdms train / assemble / convert)"
             ) from None
+
+
+def check_model_folder(folder: str | Path, argument: str = "--model") -> None:
+    """A PCDMs model folder (`config.yaml` inside) whose weight files are intact, checked before inputs are
+    read and anything is loaded."""
+    if not (Path(folder) / "config.yaml").is_file():
+        raise UserError(f"{argument} {folder}: not a PCDMs model folder (expected {Path(folder) / 'config.yaml'}); "
+                        "`pcdms assemble` makes one from trained stages")
+    check_weight_files(folder, argument)

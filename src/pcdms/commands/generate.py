@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pcdms.errors import UserError
-from pcdms.validation import SEED_ARG, at_least, check_weight_files, float_in, prepare_output_dir, resolve_device
+from pcdms.validation import SEED_ARG, at_least, check_model_folder, float_in, prepare_output_dir, resolve_device
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
 
@@ -97,7 +97,7 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
-    check_weight_files(args.model)
+    check_model_folder(args.model)
     pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
     if args.refine_strength is not None:
         pipe.sample = dataclasses.replace(pipe.sample, refine_strength=args.refine_strength)
@@ -129,6 +129,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.source):
         raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
     out = prepare_output_dir(args.out)
+    check_model_folder(args.model)
     call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
     if args.dataset:
         pipe = load_pipeline(args, out)
@@ -175,6 +176,7 @@ def run_refine(args: argparse.Namespace) -> int:
     from pcdms.imageio import is_image_file, load_image
 
     out = prepare_output_dir(args.out)
+    check_model_folder(args.model)
     files: list[Path] = []
     for item in args.images:
         path = Path(item)
