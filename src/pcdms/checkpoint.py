@@ -99,7 +99,8 @@ def load_training_state(folder: Path, optimizer: Any, lr_schedule: Any, ema: Any
     if not (folder / STATE_JSON).is_file():
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".pkl", ".bin"))
         raise UserError(
-            f"{folder} has no {STATE_JSON}: its training state is pickled ({', '.join(pickled) or 'accelerate format'}), "
+            f"{folder} has no {STATE_JSON}: its training state is pickled "
+            f"({', '.join(pickled) or 'accelerate format'}), "
             "which pcdms never loads because unpickling can run code. Start a new run from its model/ weights, "
             "or retrain"
         )

@@ -306,8 +306,9 @@ def checked_pose(xy: np.ndarray, confidence: np.ndarray, height: int, width: int
     zero_conf = listed & ~not_numbers & (conf <= 0)
     pose = Pose(np.nan_to_num(xy), listed & ~not_numbers & ~zero_conf, height, width)
     outside = pose.visible & ~pose.inside()
-    reasons = [(f"NaN/inf", not_numbers), ("confidence 0", zero_conf), (f"outside the {height}x{width} canvas", outside)]
-    detail = "; ".join(f"{why}: {', '.join(JOINTS[j] for j in np.flatnonzero(mask))}" for why, mask in reasons if mask.any())
+    reasons = [("NaN/inf", not_numbers), ("confidence 0", zero_conf), (f"outside the {height}x{width} canvas", outside)]
+    detail = "; ".join(f"{why}: {', '.join(JOINTS[j] for j in np.flatnonzero(mask))}"
+                       for why, mask in reasons if mask.any())
     usable = pose.inside()
     if not usable.any():
         raise UserError(f"{where}: no usable joint ({detail or 'every joint is missing'}); a pose needs at least "

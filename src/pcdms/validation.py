@@ -51,7 +51,8 @@ class Range:
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a finite number"
         if self.low is not None and self.high is not None:
-            text = f"{kind} in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"{kind} in {left}{_fmt(self.low)}, {_fmt(self.high)}{right}"
         elif self.low is not None:
             text = f"{kind} {'>' if self.low_open else '>='} {_fmt(self.low)}"
         elif self.high is not None:
