@@ -135,6 +135,7 @@ def _save_checkpoint(
     accelerator.wait_for_everyone()
     tmp.mkdir(parents=True, exist_ok=True)
     checkpoint.save_rng_state(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()  # every process's RNG file is in before the folder is completed and renamed
     if accelerator.is_main_process:
         checkpoint.save_training_state(tmp, optimizer, lr_schedule, ema, accelerator.scaler)
         model.save_pretrained(tmp / "model")
