@@ -224,7 +224,8 @@ def test_two_processes_give_the_single_process_numbers(gt_folder, tmp_path):
 
     extractor = GFLAInceptionFeatures(inception_file, torch.device("cpu"))
     compute = Compute(torch.device("cpu"), batch_size=5, progress=False)
-    features = folder_features(list_images(gt_folder, "gt"), EvalSize(176, 256), compute, [extractor], "t")
+    features, unreadable = folder_features(list_images(gt_folder, "gt"), EvalSize(176, 256), compute, [extractor], "t")
+    assert unreadable == []
     alone = fid.feature_statistics(features["fid_gfla"])
     cached = fid.load_cached_stats(Path(two["real_statistics"]["cache"]["fid_gfla"]["file"]))
     assert cached.count == 5 and np.abs(alone.mu).max() > 1.0  # calibrated weights: features are not ~0

@@ -11,9 +11,10 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
-from pcdms.errors import UserError
+from pcdms.errors import InputWarning, UserError
 
 
 
@@ -54,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _show_warning(args.command)
+            status = args.func(args)
     except UserError as err:
         print(f"pcdms {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -63,6 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     return int(status or 0)
 
+
+
+def _show_warning(command: str):
+    """InputWarnings as one line on stderr; any other warning as Python prints it."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, InputWarning):
+            print(f"pcdms {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
 
 
 def main_entry() -> None:

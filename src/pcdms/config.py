@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pcdms import configio
 from pcdms.errors import ConfigError, UserError
+from pcdms.validation import check_config_ranges
 
 PRESET_DIR = Path(__file__).parent / "presets"
 MODEL_DIR_ENV = "PCDMS_MODEL_DIR"
@@ -278,7 +279,9 @@ class RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Cross-section consistency: each mismatch names both keys."""
+    """Every numeric value within its range (`pcdms.validation.CONFIG_RANGES`), then cross-section
+    consistency: each mismatch names both keys."""
+    check_config_ranges(cfg)
 
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -320,15 +323,7 @@ def validate(cfg: RunConfig) -> None:
             f"data.{key}={size} must be a positive multiple of the autoencoder's downsampling "
             f"({ae.downsample}); nearest: {max(ae.downsample, round(size / ae.downsample) * ae.downsample)}",
         )
-    need(0.0 <= cfg.data.flip_prob <= 1.0, f"data.flip_prob={cfg.data.flip_prob} must be in [0, 1]")
-    for key in ("prior", "inpaint", "refine"):
-        p = getattr(cfg, key).cond_drop_prob
-        need(0.0 <= p < 1.0, f"{key}.cond_drop_prob={p} must be in [0, 1)")
-    strength = cfg.sample.refine_strength
-    need(0.0 < strength <= 1.0, f"sample.refine_strength={strength} must be in (0, 1] (1 = from pure noise)")
-    rescale = cfg.sample.refine_guidance_rescale
-    need(math.isfinite(rescale) and rescale >= 0.0,
-         f"sample.refine_guidance_rescale={rescale} must be a finite number >= 0 (0 = off)")
+
 
 
 # ---------------------------------------------------------------- presets, overrides, files

@@ -190,7 +190,12 @@ def _pose_of(entry: object) -> Pose:
 
         width, height = load_image(entry.path).size
         frame = (height, width)
-    return Pose.from_normalized(entry.keypoints, *frame)
+    pose = Pose.from_normalized(entry.keypoints, *frame)
+    if not pose.visible.any():
+        file, where = entry.origin
+        raise UserError(f"{file}{':' + where if where else ''}: image '{entry.name}' has no usable keypoint (all "
+                        "missing, NaN or outside the frame); fix the annotation or drop its pairs")
+    return pose
 
 
 def _image_and_pose(entry: object, load_person_image: Callable) -> tuple[Image.Image, Pose]:

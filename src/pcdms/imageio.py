@@ -8,40 +8,76 @@ orientation, and returns 8-bit RGB. See `shared/REFERENCE.md` Sec. 4 for the dat
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pcdms.errors import UserError
+from pcdms.errors import UserError, warn
 
 #: Transparent pixels become this colour: the studio-white backgrounds of DeepFashion.
 BACKGROUND = (255, 255, 255)
+
+#: Working size: a photo whose longer side exceeds this is downscaled on read (aspect kept), once, with a
+#: warning. The models work at 256-512 px; DeepFashion's high-resolution images (750x1101) pass unchanged.
+MAX_SIDE = 2048
+
+#: No file this project writes exceeds this many pixels: PIL's default limit (it warns above it and refuses
+#: twice that), so every image library opens our outputs without changing its settings.
+MAX_WRITE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+_said_downscaled = False
 
 
 class ImageReadError(UserError):
     """A file that is missing, not an image, or a truncated/corrupt image."""
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, max_side: int = MAX_SIDE) -> Image.Image:
     """Decode `path` by content and return an upright 8-bit RGB PIL image.
 
     - EXIF orientation is applied, so width/height are those a viewer shows.
     - Alpha (RGBA, LA, palette transparency) is composited over white.
     - 16-bit and 32-bit integer images are scaled to 0..255 by their bit depth; float images are taken
       as [0, 1] when their maximum is <= 1, else as [0, 255].
+    - A longer side above `max_side` (default `MAX_SIDE`) is downscaled to it, aspect kept (JPEGs are decoded
+      at reduced size directly); the first time, an `InputWarning` says so.
     Raises `ImageReadError` (a `UserError`) naming the file when it cannot be read.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: image file not found")
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # big photos are downscaled below
+            with Image.open(path) as opened:
+                original = opened.size
+                if max(opened.size) > max_side:
+                    opened.draft("RGB", _fit_side(opened.size, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"{path}: too large to decode safely ({err})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from None
-    return to_rgb(image)
+    return _downscaled(to_rgb(image), path, max_side, original)
+
+
+def _fit_side(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    scale = max_side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _downscaled(image: Image.Image, path: Path, max_side: int, original: tuple[int, int]) -> Image.Image:
+    if max(image.size) <= max_side:
+        return image
+    global _said_downscaled
+    if not _said_downscaled:
+        _said_downscaled = True
+        warn(f"{path} is {original[0]}x{original[1]}: photos larger than {max_side} px on the longer side are "
+             f"downscaled on read to {max_side} px (said once; outputs come back at the downscaled size)")
+    return image.resize(_fit_side(image.size, max_side), Image.Resampling.LANCZOS)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

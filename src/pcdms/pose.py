@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcdms.errors import UserError
+from pcdms.errors import UserError, warn
 
 JOINTS: tuple[str, ...] = (
     "nose", "neck",
@@ -288,4 +288,31 @@ def read_openpose_json(path: str | Path, height: int | None = None, width: int |
         raise UserError(
             f"{path}: people[0].pose_keypoints_2d has {values.size} numbers; expected 54 (COCO-18) or 75 (BODY_25)"
         )
-    return Pose(values[:, :2], values[:, 2] > 0, int(height), int(width))
+    return checked_pose(values[:, :2], values[:, 2], int(height), int(width), str(path))
+
+
+def checked_pose(xy: np.ndarray, confidence: np.ndarray, height: int, width: int, where: str) -> Pose:
+    """A pose from a file's (18, 2) pixel coordinates and (18,) confidences, every joint accounted for.
+
+    OpenPose's (0, 0, 0) is a joint not detected and passes quietly. A joint whose values are NaN/inf, whose
+    confidence is 0 although it has coordinates, or that lies outside the `height` x `width` canvas is
+    dropped with an `InputWarning` naming it; a pose left without any usable joint is a UserError (it
+    would give a blob, not a person). `where` names the file in both messages.
+    """
+    xy = np.asarray(xy, dtype=np.float64).reshape(NUM_JOINTS, 2)
+    conf = np.asarray(confidence, dtype=np.float64).reshape(NUM_JOINTS)
+    listed = ~((xy == 0).all(axis=1) & (conf == 0))
+    not_numbers = listed & ~(np.isfinite(xy).all(axis=1) & np.isfinite(conf))
+    zero_conf = listed & ~not_numbers & (conf <= 0)
+    pose = Pose(np.nan_to_num(xy), listed & ~not_numbers & ~zero_conf, height, width)
+    outside = pose.visible & ~pose.inside()
+    reasons = [("NaN/inf", not_numbers), ("confidence 0", zero_conf), (f"outside the {height}x{width} canvas", outside)]
+    detail = "; ".join(f"{why}: {', '.join(JOINTS[j] for j in np.flatnonzero(mask))}"
+                       for why, mask in reasons if mask.any())
+    usable = pose.inside()
+    if not usable.any():
+        raise UserError(f"{where}: no usable joint ({detail or 'every joint is missing'}); a pose needs at least "
+                        "one joint inside its canvas with confidence > 0")
+    if detail:
+        warn(f"{where}: ignoring joints ({detail})")
+    return Pose(pose.xy, usable, height, width)

@@ -7,9 +7,11 @@ start-up summary (`pcdms.summary`) and progress (`pcdms.progress`: a bar in a te
 same records in `<run>/logs/progress.jsonl`). Multi-GPU and multi-node runs go through `accelerate launch`;
 nothing here is device-specific.
 
-A checkpoint folder `checkpoint-<step>/` holds accelerate's state (model, optimiser, LR schedule, EMA, RNG) and
-`model/` (+ `model_ema/`) in the stage's `save_pretrained` format. It is written as `checkpoint-<step>.tmp` and
-renamed when complete, so a kill during a save never leaves a checkpoint that half-loads.
+A checkpoint folder `checkpoint-<step>/` holds `model/` (+ `model_ema/`) in the stage's `save_pretrained` format
+and the rest of the training state (optimiser, LR schedule, EMA, gradient scaler, RNG) as safetensors and JSON
+(`pcdms.checkpoint`; nothing is pickled, so resuming from a folder someone handed you runs none of their code).
+It is written as `checkpoint-<step>.tmp` and renamed when complete, so a kill during a save never leaves a
+checkpoint that half-loads.
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ def _warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
+def default_run_dir(cfg: RunConfig, stage: str) -> Path:
+    """train.output_dir/<config name>-<stage>: where a run goes without --out."""
+    return Path(cfg.train.output_dir) / f"{cfg.name}-{stage}"
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -94,7 +101,8 @@ class TrainResult:
     last_loss: float
 
 
-def _resume_step(accelerator: Any, run_dir: Path, resume: bool) -> int:
+def _resume_step(accelerator: Any, run_dir: Path, resume: bool, model: nn.Module, optimizer: Any,
+                 lr_schedule: Any, ema: Any) -> int:
     checkpoints = list_checkpoints(run_dir)
     if not resume:
         if checkpoints:
@@ -107,22 +115,33 @@ def _resume_step(accelerator: Any, run_dir: Path, resume: bool) -> int:
         if accelerator.is_main_process:
             print(f"--resume: no checkpoint in {run_dir} yet, so this is a new run from step 0", flush=True)
         return 0
-    accelerator.load_state(str(checkpoints[-1]))
-    step = int(json.loads((checkpoints[-1] / "trainer_state.json").read_text())["step"])
+    from pcdms import checkpoint
+
+    newest = checkpoints[-1]
+    checkpoint.load_training_state(newest, optimizer, lr_schedule, ema, accelerator.scaler)
+    checkpoint.load_model_weights(model, newest / "model")
+    checkpoint.load_rng_state(newest, accelerator.process_index)
+    step = int(json.loads((newest / "trainer_state.json").read_text())["step"])
     accelerator.print(f"resumed from {checkpoints[-1]} at step {step}")
     return step
 
 
 def _save_checkpoint(
-    accelerator: Any, run_dir: Path, step: int, model: nn.Module, ema: Any, keep: int, loss: float
+    accelerator: Any, run_dir: Path, step: int, model: nn.Module, optimizer: Any, lr_schedule: Any, ema: Any,
+    keep: int, loss: float,
 ) -> Path:
+    from pcdms import checkpoint
+
     final = run_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
     tmp = run_dir / f"{final.name}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    tmp.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_rng_state(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()  # every process's RNG file is in before the folder is completed and renamed
     if accelerator.is_main_process:
+        checkpoint.save_training_state(tmp, optimizer, lr_schedule, ema, accelerator.scaler)
         model.save_pretrained(tmp / "model")
         if ema is not None:
             ema.module.save_pretrained(tmp / "model_ema")
@@ -165,7 +184,7 @@ def train(
     tc = cfg.train
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR (`pcdms data synth --out DIR` makes a dataset)")
-    run_dir = Path(run_dir) if run_dir is not None else Path(tc.output_dir) / f"{cfg.name}-{stage}"
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
     accelerator = Accelerator(
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         mixed_precision=tc.mixed_precision,
@@ -210,12 +229,10 @@ def train(
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_constant(tc.warmup_steps))
     loss_step = _LossStep(model, encoders)
     loss_step, optimizer, loader = accelerator.prepare(loss_step, optimizer, loader)
-    accelerator.register_for_checkpointing(lr_schedule)
     model = accelerator.unwrap_model(loss_step).stage
     ema = None
     if tc.ema_decay > 0:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
-        accelerator.register_for_checkpointing(ema)
     if accelerator.is_main_process:
         accelerator.init_trackers("pcdms")
 
@@ -225,7 +242,7 @@ def train(
 
         preview = preview_batch(cfg, stage, encoders=encoders)
 
-    step = _resume_step(accelerator, run_dir, resume)
+    step = _resume_step(accelerator, run_dir, resume, model, optimizer, lr_schedule, ema)
     batches_per_epoch = len(loader)
     batches_done = step * tc.gradient_accumulation_steps
     epoch, skip = divmod(batches_done, batches_per_epoch)
@@ -267,7 +284,8 @@ def train(
             if step % tc.log_every == 0 or step == tc.max_steps:
                 accelerator.log({"loss": loss_value, "lr": lr_schedule.get_last_lr()[0]}, step=step)
             if step % tc.checkpoint_every == 0 or step == tc.max_steps:
-                last_good = _save_checkpoint(accelerator, run_dir, step, model, ema, tc.keep_checkpoints, loss_value)
+                last_good = _save_checkpoint(accelerator, run_dir, step, model, optimizer, lr_schedule, ema,
+                                             tc.keep_checkpoints, loss_value)
             if preview is not None and (step % tc.sample_every == 0 or step == tc.max_steps):
                 from pcdms.previews import write_preview
 

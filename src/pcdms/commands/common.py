@@ -39,7 +39,7 @@ def dry_run(args: argparse.Namespace, cfg: RunConfig) -> bool:
 
 
 def pick_device(name: str | None) -> str:
-    """--device, or cuda when a GPU is present, else cpu."""
-    import torch
+    """--device, or cuda when a GPU is present, else cpu; a device that is not here is a UserError."""
+    from pcdms.validation import resolve_device
 
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(name)

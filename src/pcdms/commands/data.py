@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcdms.validation import SEED_ARG, at_least, prepare_output_dir
+
 FORMAT_HELP = """dataset layouts (detected from the files in ROOT):
   patn     <prefix>-pairs-<split>.csv (header from,to) and <prefix>-annotation-<split>.csv
            (':'-separated name:keypoints_y:keypoints_x[:height:width], 18 integers each, -1 = missing;
@@ -61,12 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     synth.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, or an older synth dataset)")
-    synth.add_argument("--train-ids", type=int, default=24, metavar="N", help="training identities (default 24)")
-    synth.add_argument("--test-ids", type=int, default=8, metavar="N", help="test identities (default 8)")
-    synth.add_argument("--poses", type=int, default=6, metavar="N", help="images per identity (default 6)")
-    synth.add_argument("--height", type=int, default=256, help="image height in pixels (default 256)")
-    synth.add_argument("--width", type=int, default=176, help="image width in pixels (default 176)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--train-ids", type=at_least(0), default=24, metavar="N", help="training identities (default 24)")
+    synth.add_argument("--test-ids", type=at_least(0), default=8, metavar="N", help="test identities (default 8)")
+    synth.add_argument("--poses", type=at_least(2), default=6, metavar="N", help="images per identity (default 6)")
+    synth.add_argument("--height", type=at_least(32), default=256, help="image height in pixels (default 256)")
+    synth.add_argument("--width", type=at_least(24), default=176, help="image width in pixels (default 176)")
+    synth.add_argument("--seed", type=SEED_ARG, default=0)
     synth.add_argument(
         "--preview", nargs="?", const="", default=None, metavar="PNG",
         help="also write a contact sheet with keypoints drawn (default path DIR/preview.png)",
@@ -101,6 +103,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from pcdms.data.synth import contact_sheet, generate
     from pcdms.progress import choose_mode
 
+    prepare_output_dir(args.out)
     summary = generate(args.out, args.train_ids, args.test_ids, args.poses, args.height, args.width, args.seed,
                        progress=choose_mode(args.no_progress))
     for split in summary.images:

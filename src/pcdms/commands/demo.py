@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pcdms.validation import SEED_ARG, at_least, check_weight_files, prepare_output_dir
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
@@ -26,8 +28,8 @@ Writes to --out:
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     parser.add_argument("--model", default=str(ASSETS / "model"), help="model folder (default: the shipped demo model)")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps per stage (default: the model's, 20)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's, 20)")
+    parser.add_argument("--seed", type=SEED_ARG, default=0)
     parser.set_defaults(func=run)
 
 
@@ -53,13 +55,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no demo model at {model}: train one with scripts/train_demo.sh, or pass --model DIR")
     inputs = ASSETS / "inputs"
     pairs = json.loads((inputs / "pairs.json").read_text())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(args.out)
     (out / "config.yaml").write_text(config_to_yaml(load_config(str(model / "config.yaml"))))
     from pcdms.progress import choose_mode, quiet_library_bars
 
     quiet_library_bars(choose_mode())  # no library bars in a log file
     start = time.perf_counter()
+    check_weight_files(model)
     pipe = PCDMsPipeline.from_pretrained(model)
     print(f"loaded {model} in {time.perf_counter() - start:.1f} s")
     rows, process, scores = [], None, []

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from pcdms.errors import UserError
+from pcdms.validation import at_least, prepare_output_dir, resolve_device
 
 DESCRIPTION = """\
 Score predicted images against their ground truth with every metric variant this field publishes,
@@ -46,7 +46,9 @@ cached in --cache-dir under a key made of every file's name, size and content ha
 the size, so a changed folder is never served stale statistics.
 
 Exit status: 0 when the report is written; 2 when an argument is wrong or no prediction matches;
-1 with --strict when any file is unmatched, missing or incomplete (the report is still written).
+1 when some image could not be read (each is listed, the report is written for the rest and marked
+"complete": false); 1 with --strict when any file is unmatched, missing or incomplete (the report is
+still written).
 Multi-GPU / multi-process: `accelerate launch -m pcdms.cli evaluate ...` splits the images.
 """
 
@@ -69,12 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--size", default="176x256", metavar="WxH",
         help="evaluation size, WIDTHxHEIGHT: 176x256 (DeepFashion 256), 352x512 (512), 64x128 (Market)")
     add("--out", type=Path, metavar="DIR", help="report folder (default: <pred>_metrics beside --pred)")
-    add("--best-of", type=int, default=1, metavar="N", help="also report the oracle best of N samples")
+    add("--best-of", type=at_least(1), default=1, metavar="N", help="also report the oracle best of N samples")
     add("--drop-last-batch", action="store_true",
         help="reproduce the old scripts: LPIPS and FID use whole batches of --batch-size only")
-    add("--batch-size", type=int, default=32, help="images per network batch (default 32)")
+    add("--batch-size", type=at_least(1), default=32, help="images per network batch (default 32)")
     add("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (auto: the GPU when there is one)")
-    add("--workers", type=int, default=2, help="data-loader processes that read images and compute SSIM")
+    add("--workers", type=at_least(0), default=2, help="data-loader processes that read images and compute SSIM")
     add("--cache-dir", type=Path, default=None, help="real-statistics cache (default ~/.cache/pcdms/fid)")
     add("--lpips-backbone", type=Path, metavar="FILE", help="torchvision AlexNet ImageNet weights file")
     add("--inception-weights", type=Path, metavar="FILE", help="torchvision Inception-v3 ImageNet weights file")
@@ -91,26 +93,28 @@ def _compute(args: argparse.Namespace):
 
     from pcdms.metrics.loops import Compute
 
-    if args.batch_size < 1 or args.workers < 0:
-        raise UserError("--batch-size must be >= 1 and --workers >= 0")
     state = None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by accelerate launch / torchrun
         from accelerate import PartialState
 
         state = PartialState(cpu=args.device == "cpu")
         device = state.device
-    elif args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise UserError(f"--device {args.device!r}: expected auto, cpu, cuda or cuda:N") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: no CUDA GPU is visible on this machine")
+        device = torch.device(resolve_device(args.device))
     from pcdms.progress import choose_mode
 
     return Compute(device, args.batch_size, args.workers, choose_mode(args.no_progress), state)
+
+
+def _print_unreadable(result) -> None:
+    lists = (("predictions (or their ground truth) that could not be read, not scored",
+              [f"{name}: {reason}" for name, reason in result.unreadable]),
+             ("real images that could not be read, not in the FID statistics", result.real.get("unreadable", [])))
+    for title, entries in lists:
+        if entries:
+            print(f"{len(entries)} {title}:", file=sys.stderr)
+            for entry in entries:
+                print(f"  {entry}", file=sys.stderr)
 
 
 def _print_problems(matching) -> None:
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     compute = _compute(args)
     out = args.out or args.pred.parent / f"{args.pred.name}_metrics"
+    if compute.is_main:
+        prepare_output_dir(out)
 
     def announce(matching) -> None:
         say(evaluation_summary(matching, options, compute, out), compute.progress)
@@ -155,12 +161,16 @@ def run(args: argparse.Namespace) -> int:
     if result is None:  # not the main process: it only helped compute
         return 0
     _print_problems(result.matching)
-    out.mkdir(parents=True, exist_ok=True)
+    _print_unreadable(result)
     data = report.report_dict(result, str(compute.device), compute.num_processes, compute.batch_size)
     report.write_json(out / "report.json", data)
     report.write_csv(out / "per_image.csv", result)
     print(report.format_table(result))
     print(f"report: {out / 'report.json'}, per image: {out / 'per_image.csv'}")
+    if not result.complete:
+        print(f"pcdms evaluate: the report is INCOMPLETE: {len(result.unreadable)} prediction(s) and "
+              f"{len(result.real.get('unreadable', []))} real image(s) could not be read (listed above)", file=sys.stderr)
+        return 1
     if args.strict and result.matching.problems():
         print("pcdms evaluate: --strict: some files did not match (listed above)", file=sys.stderr)
         return 1

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.validation import at_least, check_weight_files, prepare_output_dir, resolve_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,9 +23,9 @@ pairs across processes.""",
     parser.add_argument("--inpaint", required=True, help="the stage-2 model folder (a training run's model/)")
     parser.add_argument("--out", required=True, help="output folder for the coarse images")
     parser.add_argument("--split", default=None, help="dataset split (default: data.train_split)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N pairs")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=8,
+    parser.add_argument("--batch-size", type=at_least(1), default=8,
                         help="pairs per pipeline pass (default 8; larger keeps a GPU busier, same images)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
@@ -47,14 +47,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("data.root is not set: pass data.root=DIR")
     from accelerate import PartialState
 
-    from pcdms.commands.common import pick_device
     from pcdms.progress import choose_mode, quiet_library_bars, say
     from pcdms.summary import inference_summary, split_rows
 
-    device = pick_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(args.out)
+    device = resolve_device(args.device)
     save_config(cfg, out)
+    check_weight_files(args.inpaint, "--inpaint")
     state = PartialState()
     mode = choose_mode(args.no_progress)
     quiet_library_bars(mode, state.is_main_process)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pcdms.errors import UserError
+from pcdms.validation import SEED_ARG, at_least, check_model_folder, float_in, prepare_output_dir, resolve_device
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
 
@@ -14,18 +15,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(DEMO_MODEL),
                         help="a PCDMs model folder (config.yaml + prior/ inpaint/ refine/); default: the shipped demo model")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--steps", type=int, default=None, help="sampling steps per stage (default: the model's config)")
-    parser.add_argument("--guidance", type=float, default=None,
+    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's config)")
+    parser.add_argument("--guidance", type=float_in(0), default=None,
                         help="one guidance scale for every stage (default: the config's per-stage scales, 2.0 in the paper)")
-    parser.add_argument("--refine-strength", type=float, default=None, metavar="S",
+    parser.add_argument("--refine-strength", type=float_in(0, 1, low_open=True), default=None, metavar="S",
                         help="stage 3 from pure noise (1, the paper) or, below 1, image-to-image from the input "
                              "noised this far up the schedule, running that share of the steps (default: the "
                              "model's config)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; each pair seeds from (seed, pair index)")
+    parser.add_argument("--seed", type=SEED_ARG, default=0, help="random seed; each pair seeds from (seed, pair index)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                         help="weights and activations on the GPU (fp16/bf16 halve memory and time)")
-    parser.add_argument("--batch-size", type=int, default=8,
+    parser.add_argument("--batch-size", type=at_least(1), default=8,
                         help="pairs per pipeline pass over a dataset or folder (default 8; same images at any size)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
@@ -61,8 +62,8 @@ B3 = inpaint + refine).""")
     gen.add_argument("--name", default=None, help="output name in one-pair mode (default: <source>_to_<pose>)")
     gen.add_argument("--dataset", help="dataset root (dataset mode)")
     gen.add_argument("--split", default="test", help="dataset split (default: test)")
-    gen.add_argument("--limit", type=int, default=None, help="only the first N pairs of the split")
-    gen.add_argument("--num-samples", type=int, default=1, help="samples per pair")
+    gen.add_argument("--limit", type=at_least(1), default=None, help="only the first N pairs of the split")
+    gen.add_argument("--num-samples", type=at_least(1), default=1, help="samples per pair")
     gen.add_argument("--stages", default=None, choices=("full", "B1", "B2", "B3"),
                      help="which stages run (default: every stage the model has; the authors' simplified model "
                           "is stage 2 alone)")
@@ -96,14 +97,11 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     from pcdms.config import save_config
     from pcdms.pipeline import PCDMsPipeline
 
-    from pcdms.commands.common import pick_device
-
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
-    if args.refine_strength is not None and not 0.0 < args.refine_strength <= 1.0:
-        raise UserError(f"--refine-strength must be in (0, 1] (1 = from pure noise), got {args.refine_strength}")
+    check_model_folder(args.model)
     pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
     if args.refine_strength is not None:
         pipe.sample = dataclasses.replace(pipe.sample, refine_strength=args.refine_strength)
@@ -155,34 +153,27 @@ def load_pose(path: str, what: str):
 def run_generate(args: argparse.Namespace) -> int:
     from pcdms.generate import dataset_items, run_items
 
-    if args.num_samples < 1:
-        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
     if bool(args.dataset) == bool(args.source):
         raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    mode, pipe = start(args, out)
+    out = prepare_output_dir(args.out)
+    check_model_folder(args.model)
     call = {"num_inference_steps": args.steps, "guidance_scale": args.guidance, "stages": args.stages}
-    model = (pipe.width, pipe.height)
-    stages = ("stages", f"{args.stages}, {args.num_samples} sample(s) per pair, seed {args.seed}")
+    stages = ("stages", f"{args.stages or 'every stage of the model'}, {args.num_samples} sample(s) per pair, "
+                        f"seed {args.seed}")
     if args.dataset:
         from pcdms.summary import split_rows
 
-        rows = split_rows(args.dataset, args.split, args.limit, model, pipe.stretch)
+        mode, pipe = start(args, out)
+        rows = split_rows(args.dataset, args.split, args.limit, (pipe.width, pipe.height), pipe.stretch)
         announce(args, pipe, out, f"generate {args.split}", [*rows, stages], mode)
         job = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
         report = run_items(job, f"generate {args.split}", progress=mode, batch_size=args.batch_size)
         print(report.summary())
         return 1 if report.failed else 0
-    if args.source:
-        from pcdms.summary import files_fit
-
-        rows = [("source", args.source), ("images", files_fit([Path(args.source)], model, pipe.stretch))]
-        announce(args, pipe, out, "generate", [*rows, stages], mode)
-    return _generate_one(args, pipe, out, call)
+    return _generate_one(args, out, call, stages)
 
 
-def _generate_one(args: argparse.Namespace, pipe, out: Path, call: dict) -> int:
+def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple[str, str]) -> int:
     import torch
 
     from pcdms.generate import save_atomic
@@ -191,9 +182,14 @@ def _generate_one(args: argparse.Namespace, pipe, out: Path, call: dict) -> int:
 
     if not args.target_pose:
         raise UserError("--target-pose is required with --source")
-    source = load_image(args.source)
+    source = load_image(args.source)  # every input is read before the model loads: a bad one fails fast
     target_pose = load_pose(args.target_pose, "--target-pose")
     source_pose = load_pose(args.source_pose, "--source-pose") if args.source_pose else None
+    from pcdms.summary import files_fit
+
+    mode, pipe = start(args, out)
+    rows = [("source", args.source), ("images", files_fit([Path(args.source)], (pipe.width, pipe.height), pipe.stretch))]
+    announce(args, pipe, out, "generate", [*rows, stages], mode)
     name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
     result = pipe(source, target_pose, source_pose, num_samples=args.num_samples, return_process=args.process,
                   generator=torch.Generator().manual_seed(args.seed), **call)
@@ -216,6 +212,8 @@ def run_refine(args: argparse.Namespace) -> int:
     from pcdms.generate import refine_items, run_items
     from pcdms.imageio import is_image_file, load_image
 
+    out = prepare_output_dir(args.out)
+    check_model_folder(args.model)
     files: list[Path] = []
     for item in args.images:
         path = Path(item)
@@ -249,8 +247,6 @@ def run_refine(args: argparse.Namespace) -> int:
             entry = by_stem[source_name]
             return load_person_image(entry, *(entry.frame or load_image(entry.path).size[::-1]))
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     mode, pipe = start(args, out)
     from pcdms.summary import files_fit
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pcdms.errors import UserError
+from pcdms.validation import at_least, float_in, prepare_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--out", required=True, metavar="DIR", help="output folder")
     render.add_argument("--split", action="append", metavar="NAME", help="only this split (repeatable; default all)")
     render.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
-    render.add_argument("--height", type=int, help="render height in pixels")
-    render.add_argument("--width", type=int, help="render width in pixels")
+    render.add_argument("--height", type=at_least(1), help="render height in pixels")
+    render.add_argument("--width", type=at_least(1), help="render width in pixels")
     render.add_argument("--no-progress", action="store_true",
                         help="no progress bars: a plain line every 10%% of the images or minute instead "
                              "(what a log file gets anyway when output is not a terminal)")
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="no progress bars: a plain line every 10%% of the images or minute instead "
                               "(what a log file gets anyway when output is not a terminal)")
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
-    extract.add_argument("--threshold", type=float, default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
+    extract.add_argument("--threshold", type=float_in(0, 1), default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
 
 
@@ -79,7 +80,7 @@ def run_render(args: argparse.Namespace) -> int:
     if (args.height is None) != (args.width is None):
         raise UserError("give both --height and --width, or neither")
     jobs = _render_jobs(Path(args.input), args.split, args.format)
-    out = Path(args.out)
+    out = prepare_output_dir(args.out)
     failed = 0
     bar = Progress(len(jobs), "pose render", "img", choose_mode(args.no_progress))
     for split, entry in jobs:
@@ -136,10 +137,9 @@ def _image_size(path: Path | None) -> tuple[int, int] | None:
 def run_extract(args: argparse.Namespace) -> int:
     from pcdms.extract import extract_poses, write_failures
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UserError(f"--threshold must be in [0, 1], got {args.threshold}")
     from pcdms.progress import choose_mode
 
+    prepare_output_dir(args.out)
     report = extract_poses(args.inputs, args.out, render=args.render, split=args.split,
                            visibility_threshold=args.threshold, progress=choose_mode(args.no_progress))
     for path, reason in report.failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.validation import prepare_output_dir
 
 STAGES = ("prior", "inpaint", "refine")
 
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if dry_run(args, cfg):
         return 0
     from pcdms.progress import choose_mode
-    from pcdms.training import train
+    from pcdms.training import default_run_dir, train
 
+    prepare_output_dir(args.out or default_run_dir(cfg, args.stage), "--out" if args.out else "train.output_dir")
     result = train(args.stage, cfg, run_dir=args.out, resume=args.resume, progress=choose_mode(args.no_progress))
     from accelerate import PartialState
 

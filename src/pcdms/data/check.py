@@ -2,8 +2,9 @@
 
 Bad data is the most common reason a pose-transfer run fails late or trains on garbage
 (`shared/REFERENCE.md` Sec. 2 and 4). This reads each split with the lenient readers of
-`pcdms.data.formats` (malformed rows, keypoints outside the frame, pairs naming unknown images, missing
-images) and then decodes every image to find unreadable ones. Nothing stops at the first problem.
+`pcdms.data.formats` (malformed rows, keypoints outside the frame or NaN, annotations without any usable
+joint, pairs naming unknown images, missing images, splits without a pair) and then decodes every image to
+find unreadable ones. Nothing stops at the first problem.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def check_dataset(
         data, problems = read_split(root, split, fmt)
         result.splits[split] = data
         result.problems += problems
+        if not data.pairs:  # nothing to train on or generate, whatever else is right
+            where = data.files[-1] if data.files else root
+            result.problems.append(Problem(where, None, f"split '{split}' has no usable pair", "no-pairs"))
         if not decode_images:
             continue
         entries = [e for e in data.images.values() if e.path is not None]

@@ -18,14 +18,14 @@ Every reader is lenient and returns `(SplitData, problems)`, so `pcdms data chec
 from __future__ import annotations
 
 import json
-import warnings
+from textwrap import shorten
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from pcdms.errors import UserError
+from pcdms.errors import UserError, warn
 from pcdms.pose import DEEPFASHION_FRAME, JOINTS, MARKET_FRAME, MISSING, NUM_JOINTS, Pose
 
 FORMATS = ("patn", "gfla", "authors")
@@ -40,7 +40,7 @@ class Problem:
     file: Path
     where: str | None
     message: str
-    kind: str = "malformed"  # malformed | missing-file | missing-image | unreadable-image | unknown-image | outside-frame | duplicate
+    kind: str = "malformed"  # malformed | missing-file | missing-image | unreadable-image | unknown-image | outside-frame | bad-joints | no-joints | duplicate
 
     def __str__(self) -> str:
         return f"{self.file}:{self.where}: {self.message}" if self.where else f"{self.file}: {self.message}"
@@ -135,7 +135,7 @@ def load_split(root: str | Path, split: str, format: str = "auto") -> SplitData:
     if split not in known:
         raise UserError(f"dataset {root} has no split '{split}' (it has: {', '.join(known) or 'none'})")
     data, problems = read_split(root, split, format)
-    fatal = [p for p in problems if p.kind != "outside-frame"]
+    fatal = [p for p in problems if p.kind not in POSE_PROBLEMS]
     if fatal:
         shown = "\n  ".join(str(p) for p in fatal[:5])
         more = f"\n  ... and {len(fatal) - 5} more" if len(fatal) > 5 else ""
@@ -144,11 +144,9 @@ def load_split(root: str | Path, split: str, format: str = "auto") -> SplitData:
             f"Run `pcdms data check {data.root}` for the full list."
         )
     if len(problems) > len(fatal):
-        warnings.warn(
-            f"{data.root} split '{split}': {len(problems) - len(fatal)} annotation(s) have keypoints outside "
-            "their frame; those joints are treated as missing",
-            stacklevel=2,
-        )
+        shown = "; ".join(str(p) for p in problems if p.kind in POSE_PROBLEMS)
+        warn(f"{data.root} split '{split}': {len(problems) - len(fatal)} annotation problem(s), those joints are "
+             f"treated as missing (`pcdms data check` lists all): {shorten(shown, 300)}")
     if not data.pairs:
         raise UserError(f"dataset {data.root} split '{split}' has no pairs")
     return data
@@ -187,13 +185,27 @@ def _add_image(data: SplitData, problems: list[Problem], entry: ImageEntry, cand
     data.images[entry.name] = entry
 
 
-def _check_frame(pose: Pose, origin: tuple[Path, str | None], problems: list[Problem], frame_name: str) -> Pose:
-    """Report joints outside the frame; they become missing in the returned pose."""
+#: Problems that do not stop `load_split`: the joints concerned become missing (rows without any usable joint
+#: are refused where a pose is needed: `pcdms generate` fails that pair by name).
+POSE_PROBLEMS = ("outside-frame", "bad-joints", "no-joints")
+
+
+def _check_frame(pose: Pose, origin: tuple[Path, str | None], problems: list[Problem], frame_name: str,
+                 raw: np.ndarray) -> Pose:
+    """Report joints that are NaN/inf (`raw`, the file's values) or outside the frame, and a pose left with no
+    usable joint; those joints become missing in the returned pose."""
+    bad = ~np.isfinite(np.asarray(raw, dtype=np.float64).reshape(NUM_JOINTS, 2)).all(axis=1)
+    if bad.any():
+        joints = ", ".join(JOINTS[j] for j in np.flatnonzero(bad))
+        problems.append(Problem(*origin, f"keypoints that are not numbers (NaN/inf): {joints}", "bad-joints"))
     inside = pose.inside()
     outside = pose.visible & ~inside
     if outside.any():
         joints = ", ".join(f"{JOINTS[j]} ({pose.xy[j, 0]:g}, {pose.xy[j, 1]:g})" for j in np.flatnonzero(outside))
         problems.append(Problem(*origin, f"keypoints outside the {frame_name} frame: {joints}", "outside-frame"))
+    if not inside.any():
+        problems.append(Problem(*origin, "no usable keypoint (every joint is missing, NaN or outside the frame): "
+                                "a pose to generate from needs at least one", "no-joints"))
     return Pose(pose.xy, inside, pose.height, pose.width)
 
 
@@ -310,8 +322,8 @@ def _read_patn_annotation(data: SplitData, problems: list[Problem], path: Path, 
             if min(frame) <= 0:
                 problems.append(Problem(path, where, "height and width must be positive integers"))
                 continue
-        pose = Pose.from_pixels(np.stack([xs, ys], axis=1), *frame)
-        pose = _check_frame(pose, (path, where), problems, f"{frame[0]}x{frame[1]}")
+        raw = np.stack([xs, ys], axis=1)
+        pose = _check_frame(Pose.from_pixels(raw, *frame), (path, where), problems, f"{frame[0]}x{frame[1]}", raw)
         name = fields[col["name"]].strip()
         entry = ImageEntry(name, pose.normalized(), frame, None, (path, where))
         if resolve:
@@ -381,7 +393,7 @@ def _read_txt_image(data: SplitData, problems: list[Problem], name: str, cited: 
         pose, frame, label = Pose.from_gfla(xy), DEEPFASHION_FRAME, "256x176 (x - 40 of the 256x256)"
     else:
         pose, frame, label = Pose.from_pixels(xy, 1, 1), None, "unit (normalised)"
-    pose = _check_frame(pose, (pose_path, None), problems, label)
+    pose = _check_frame(pose, (pose_path, None), problems, label, xy)
     entry = ImageEntry(name, pose.normalized(), frame, None, (pose_path, None))
     _add_image(data, problems, entry, [data.root / name])
     return True

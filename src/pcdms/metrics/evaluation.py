@@ -58,6 +58,12 @@ class EvaluationResult:
     summaries: dict[str, dict]
     unavailable: dict[str, str]
     real: dict
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (prediction, reason): not scored
+
+    @property
+    def complete(self) -> bool:
+        """False when some prediction, ground truth or real image could not be read (the report says which)."""
+        return not self.unreadable and not self.real.get("unreadable")
 
 
 def default_real_dir(gt_dir: Path) -> tuple[Path, str]:
@@ -129,10 +135,13 @@ def real_statistics(
         else:
             todo.append((extractor, path))
     if todo:
-        features = folder_features(files, options.size, compute, [e for e, _ in todo], "real statistics")
+        features, failed = folder_features(files, options.size, compute, [e for e, _ in todo], "real statistics")
+        if failed:
+            info["unreadable"] = [f"{name}: {reason}" for name, reason in failed]
+            info["images"] = len(files) - len(failed)
         for extractor, path in todo:
             stats[extractor.name] = fid.feature_statistics(features[extractor.name])
-            if compute.is_main:
+            if compute.is_main and not failed:  # statistics of a partly read folder are not cached
                 fid.save_stats(path, stats[extractor.name], {"folder": str(real_dir), "images": len(files),
                                "variant": extractor.name, "extractor": extractor.identity,
                                "size": str(options.size), "drop_last_batch": drop})
@@ -202,6 +211,12 @@ def evaluate(options: EvaluateOptions, compute: Compute,
         real_images(options)  # a wrong --real fails now, not after the predictions are scored
     predictions = matching.predictions()
     rows, features = score_predictions(predictions, options.size, compute, lpips_metric, extractors)
+    unreadable = drop_unreadable(matching, predictions, rows)
+    if unreadable:
+        predictions, rows = matching.predictions(), [row for row in rows if "error" not in row]
+        if not matching.pairs:
+            raise UserError(f"--pred {options.pred_dir}: none of the {len(unreadable)} matched predictions could be "
+                            f"read (with its ground truth): {'; '.join(f'{n}: {r}' for n, r in unreadable[:5])}")
     real, real_info = real_statistics(options, compute, extractors) if extractors else ({}, {"note": "no FID computed"})
     if not compute.is_main:
         return None
@@ -213,4 +228,17 @@ def evaluate(options: EvaluateOptions, compute: Compute,
         row.update({"pair": pred.pair, "sample": pred.sample, "prediction": pred.path.name,
                     "ground_truth": pred.gt_path.name})
         row.update({name: index in member for name, member in members.items()})
-    return EvaluationResult(options, matching, rows, summaries, unavailable, real_info)
+    return EvaluationResult(options, matching, rows, summaries, unavailable, real_info, unreadable)
+
+
+def drop_unreadable(matching: Matching, predictions: list, rows: list[dict]) -> list[tuple[str, str]]:
+    """Take the predictions whose row is an error out of `matching` (pairs left empty go); return them as
+    (prediction file name, reason)."""
+    failed = {pred.path: row["error"] for pred, row in zip(predictions, rows, strict=True) if "error" in row}
+    for key in list(matching.pairs):
+        kept = [pred for pred in matching.pairs[key] if pred.path not in failed]
+        if kept:
+            matching.pairs[key] = kept
+        else:
+            del matching.pairs[key]
+    return [(path.name, reason) for path, reason in failed.items()]

@@ -5,6 +5,8 @@ the main loop runs the networks (LPIPS, Inception) on whole batches on the devic
 launch` / `torchrun` every process takes a contiguous share of the images and the results are gathered
 in the original order, so the numbers do not depend on the number of processes. No image is ever
 dropped here; the old scripts' dropped remainder batch is reproduced later, on request, by selection.
+An image that cannot be read does not stop a pass (nor raise inside a loader worker): its item carries the
+error, its row says so, it gets no features, and the caller lists it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pcdms.errors import UserError
 from pcdms.metrics.images import EvalSize, load_for_eval, to_tensor_chw
 from pcdms.metrics.pairing import Prediction
 from pcdms.metrics.pixel import PIXEL_METRICS, pixel_metrics
@@ -57,8 +60,14 @@ class _PredictionSet(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.predictions[index]
-        pred, gt = load_for_eval(item.path, self.size), load_for_eval(item.gt_path, self.size)
-        return {"index": index, "pred": to_tensor_chw(pred), "gt": to_tensor_chw(gt), **pixel_metrics(pred, gt)}
+        try:
+            pred, gt = load_for_eval(item.path, self.size), load_for_eval(item.gt_path, self.size)
+        except (UserError, OSError, ValueError) as err:
+            blank = torch.zeros(3, self.size.height, self.size.width)
+            return {"index": index, "pred": blank, "gt": blank, "error": str(err),
+                    **{name: float("nan") for name in PIXEL_METRICS}}
+        return {"index": index, "pred": to_tensor_chw(pred), "gt": to_tensor_chw(gt), "error": "",
+                **pixel_metrics(pred, gt)}
 
 
 class _FolderSet(Dataset):
@@ -71,7 +80,10 @@ class _FolderSet(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"index": index, "image": to_tensor_chw(load_for_eval(self.paths[index], self.size))}
+        try:
+            return {"index": index, "image": to_tensor_chw(load_for_eval(self.paths[index], self.size)), "error": ""}
+        except (UserError, OSError, ValueError) as err:
+            return {"index": index, "image": torch.zeros(3, self.size.height, self.size.width), "error": str(err)}
 
 
 def _my_share(count: int, compute: Compute) -> list[int]:
@@ -122,18 +134,25 @@ def score_predictions(
 ) -> tuple[list[dict[str, float | None]], dict[str, np.ndarray]]:
     """Per-prediction metrics (same order as `predictions`) and each extractor's (N, D) features.
 
-    Each row holds PIXEL_METRICS plus 'lpips' (None when `lpips_metric` is None).
+    Each row holds PIXEL_METRICS plus 'lpips' (None when `lpips_metric` is None), or only 'error' (the reason)
+    when the prediction or its ground truth could not be read; features are those of the readable rows, in order.
     """
-    rows: list[dict[str, float | None]] = []
+    rows: list[dict[str, Any]] = []
     chunks: dict[str, list[np.ndarray]] = {e.name: [] for e in extractors}
     dataset = _PredictionSet(predictions, size)
     for batch in _batches(dataset, _my_share(len(predictions), compute), compute, "scoring predictions"):
-        distances = lpips_metric(batch["pred"], batch["gt"]) if lpips_metric is not None else None
+        good = [j for j, error in enumerate(batch["error"]) if not error]
+        pred, gt = batch["pred"][good], batch["gt"][good]
+        distances = lpips_metric(pred, gt) if lpips_metric is not None and good else None
         for extractor in extractors:
-            chunks[extractor.name].append(extractor(batch["pred"]))
-        for j in range(len(batch["index"])):
-            row: dict[str, float | None] = {name: float(batch[name][j]) for name in PIXEL_METRICS}
-            row["lpips"] = float(distances[j]) if distances is not None else None
+            if good:
+                chunks[extractor.name].append(extractor(pred))
+        for j, error in enumerate(batch["error"]):
+            if error:
+                rows.append({"error": error})
+                continue
+            row: dict[str, Any] = {name: float(batch[name][j]) for name in PIXEL_METRICS}
+            row["lpips"] = float(distances[good.index(j)]) if distances is not None else None
             rows.append(row)
     return _gather_list(rows, compute), _gather_features(chunks, compute)
 
@@ -141,9 +160,14 @@ def score_predictions(
 def folder_features(
     paths: list[Path], size: EvalSize, compute: Compute, extractors: list[FeatureExtractor], desc: str
 ) -> dict[str, np.ndarray]:
-    """Each extractor's (N, D) features of the images at `paths`, in that order."""
+    """Each extractor's (N, D) features of the readable images at `paths`, in that order, and the unreadable
+    ones as (file name, reason)."""
     chunks: dict[str, list[np.ndarray]] = {e.name: [] for e in extractors}
+    failed: list[tuple[str, str]] = []
     for batch in _batches(_FolderSet(paths, size), _my_share(len(paths), compute), compute, desc):
+        good = [j for j, error in enumerate(batch["error"]) if not error]
+        failed += [(paths[int(batch["index"][j])].name, e) for j, e in enumerate(batch["error"]) if e]
         for extractor in extractors:
-            chunks[extractor.name].append(extractor(batch["image"]))
-    return _gather_features(chunks, compute)
+            if good:
+                chunks[extractor.name].append(extractor(batch["image"][good]))
+    return _gather_features(chunks, compute), _gather_list(failed, compute)

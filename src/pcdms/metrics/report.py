@@ -79,7 +79,10 @@ def report_dict(result: EvaluationResult, device: str, processes: int, batch_siz
             "resize": RESIZE, "best_of": options.best_of, "drop_last_batch": options.drop_last_batch,
             "batch_size": batch_size, "device": device, "processes": processes,
         },
-        "counts": {"pairs": len(matching.pairs), "predictions_scored": len(result.rows)},
+        "complete": result.complete,
+        "counts": {"pairs": len(matching.pairs), "predictions_scored": len(result.rows),
+                   "predictions_unreadable": len(result.unreadable)},
+        "unreadable": [f"{name}: {reason}" for name, reason in result.unreadable],
         "problems": matching.problems(),
         "unused_samples": matching.unused_samples,
         "results": results,
@@ -130,4 +133,7 @@ def format_table(result: EvaluationResult) -> str:
     text.append(f"size {result.options.size} (WxH); {counts}")
     for name, reason in result.unavailable.items():
         text.append(f"{name} unavailable: {reason}")
+    if not result.complete:
+        text.append(f"INCOMPLETE: {len(result.unreadable)} prediction(s) and {len(result.real.get('unreadable', []))} "
+                    "real image(s) could not be read and are not in these numbers (listed above and in report.json)")
     return "\n".join(text)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -135,7 +136,12 @@ class StageModel(nn.Module):
         cfg = configio.from_dict(cls.config_class, saved.get("config", {}), prefix=cls.stage)
         with torch.device("meta"):  # no random init: every tensor comes from the file
             model = cls(cfg)
-        _load_state(model, load_file(str(weights_path), device="cpu"), str(weights_path))
+        try:
+            state = load_file(str(weights_path), device="cpu")
+        except SafetensorError as err:
+            raise UserError(f"{weights_path} is damaged or truncated ({err}): copy the folder again, or rerun the "
+                            "command that wrote it") from None
+        _load_state(model, state, str(weights_path))
         return model.to(device=device, dtype=dtype).eval()
 
     @classmethod
