@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -19,7 +21,6 @@ from PIL import Image
 CHROMIUM = os.environ.get("PCDMS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("PCDMS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 RESULT_TIMEOUT_MS = 120_000
-DONE_OR_PROBLEM = "/Done:|Problem:|job failed/.test(document.querySelector('#run-msg').innerText)"
 
 
 def free_port() -> int:
@@ -36,8 +37,10 @@ def data_url_image(url: str) -> np.ndarray:
 
 
 def wait_for_message(page, elem_id: str, pattern: str, timeout: int = 60_000) -> str:
-    """Wait until the Markdown `#elem_id` matches the JS regex `pattern`; return its text."""
-    page.wait_for_function(f"/{pattern}/.test(document.querySelector('#{elem_id}').innerText)", timeout=timeout)
+    """Wait until the Markdown `#elem_id` matches the regex `pattern` and is not loading; return its text."""
+    check = f"""() => {{ const el = document.querySelector('#{elem_id}');
+        return new RegExp({json.dumps(pattern)}).test(el.innerText) && !/processing|queue/.test(el.innerText); }}"""
+    page.wait_for_function(check, timeout=timeout)
     return page.locator(f"#{elem_id}").inner_text()
 
 
@@ -50,17 +53,45 @@ def set_number(page, elem_id: str, value: int) -> None:
 
 
 def upload(page, elem_id: str, path: Path, pattern: str, message_id: str) -> str:
-    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
-    return wait_for_message(page, message_id, pattern)
+    """Upload a file into the gr.File `#elem_id` (clearing the previous one) and wait for its message."""
+    field = page.locator(f"#{elem_id} input[type=file]")
+    if field.count() == 0:
+        page.locator(f"#{elem_id} button[aria-label='Clear'], #{elem_id} button[aria-label='Remove this file']").first.click()
+        field.wait_for(state="attached")
+        page.wait_for_function(f"document.querySelector('#{message_id}').innerText.trim() === ''")
+    field.set_input_files(str(path))
+    return wait_for_message(page, message_id, f"({pattern}).*{re.escape(path.name)}|{re.escape(path.name)}.*({pattern})")
 
 
 def pick_demo_input(page, name: str) -> str:
     page.locator("#demo-input input").click()
     page.get_by_role("option", name=name).click()
-    return wait_for_message(page, "source-msg", "Pose found|Problem")
+    return wait_for_message(page, "source-msg", re.escape(name))
+
+
+WATCH_RUN = """() => {
+    window.pcdmsRunSeen = false;
+    const message = document.querySelector('#run-msg');
+    new MutationObserver(() => { if (/processing|queue/.test(message.innerText)) window.pcdmsRunSeen = true; })
+        .observe(message, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+RUN_FINISHED = """() => {
+    const text = document.querySelector('#run-msg').innerText;
+    return window.pcdmsRunSeen && !/processing|queue/.test(text) && /Done:|Problem:|job failed/.test(text);
+}"""
+
+
+def click_run(page) -> None:
+    """Click Run, watching the message so that a stale one from the previous job is not taken as the answer."""
+    page.evaluate(WATCH_RUN)
+    page.locator("#run").click()
+
+
+def wait_for_run(page, timeout: int = RESULT_TIMEOUT_MS) -> str:
+    page.wait_for_function(RUN_FINISHED, timeout=timeout)
+    return page.locator("#run-msg").inner_text()
 
 
 def run_and_wait(page, timeout: int = RESULT_TIMEOUT_MS) -> str:
-    page.locator("#run").click()
-    page.wait_for_function(DONE_OR_PROBLEM, timeout=timeout)
-    return page.locator("#run-msg").inner_text()
+    click_run(page)
+    return wait_for_run(page, timeout)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_browser import (ARTIFACTS, CHROMIUM, data_url_image, free_port, pick_demo_input, run_and_wait,
-                         set_number, upload, wait_for_message)
+from app_browser import (ARTIFACTS, CHROMIUM, click_run, data_url_image, free_port, pick_demo_input,
+                         run_and_wait, set_number, upload, wait_for_message, wait_for_run)
 from pcdms.pose import COLORS, JOINT
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -143,6 +143,7 @@ def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_di
     assert "No person found in img3.png" in message  # an illustration MediaPipe finds nobody in
     assert "Give a source photo" in run_and_wait(page)
 
+    page.get_by_role("tab", name="From a photo").click()
     message = upload(page, "pose-upload", samples_dir / "img5.png", "taken from|Problem", "target-msg")
     assert "No person found in img5.png" in message
 
@@ -158,16 +159,14 @@ def test_two_jobs_submitted_together_both_finish(browser, server):
         tab.goto(server)
         tab.wait_for_selector("#pose-editor circle", timeout=60_000)
         set_number(tab, "steps", STEPS)
-        set_number(tab, "samples", 2)
+        set_number(tab, "steps", 4)
         assert "Pose found" in pick_demo_input(tab, demo)
         tabs.append(tab)
     for tab in tabs:
-        tab.locator("#run").click()
+        click_run(tab)
     for tab in tabs:
-        tab.wait_for_function("/Done:|Problem:|job failed/.test(document.querySelector('#run-msg').innerText)",
-                              timeout=180_000)
-        assert "Done: 2 sample" in tab.locator("#run-msg").inner_text()
-        assert tab.locator("#final img").count() >= 2
+        assert "Done: 1 sample" in wait_for_run(tab, timeout=180_000)
+        assert tab.locator("#final img").count() >= 1
         tab.context.close()
 
 

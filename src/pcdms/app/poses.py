@@ -94,10 +94,11 @@ def png_data_url(image: Image.Image) -> str:
 def editor_value(pose: Pose, fallback: Pose | None = None) -> dict:
     """The editor's value: the frame, every joint (hidden ones at their last or a default place) and the
     render stage 2 will receive, as a PNG data URL at the model's size."""
+    pose = Pose(np.round(pose.xy, 3), pose.visible, pose.height, pose.width)  # the page's JSON precision
     xy = pose.xy.copy()
     if fallback is not None:
         xy[~pose.visible] = fallback.resized(pose.height, pose.width).xy[~pose.visible]
-    joints = [{"name": name, "x": round(float(x), 3), "y": round(float(y), 3), "visible": bool(seen)}
+    joints = [{"name": name, "x": float(x), "y": float(y), "visible": bool(seen)}
               for name, (x, y), seen in zip(JOINTS, xy, pose.visible)]
     render = Image.fromarray(pose.render())
     return {"height": pose.height, "width": pose.width, "joints": joints, "render": png_data_url(render),
