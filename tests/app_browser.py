@@ -71,8 +71,12 @@ def pick_demo_input(page, name: str) -> str:
 
 WATCH_RUN = """() => {
     window.pcdmsRunSeen = false;
+    window.pcdmsQueueSeen = '';
     const message = document.querySelector('#run-msg');
-    new MutationObserver(() => { if (/processing|queue/.test(message.innerText)) window.pcdmsRunSeen = true; })
+    new MutationObserver(() => {
+        if (/processing|queue/.test(message.innerText)) window.pcdmsRunSeen = true;
+        if (/queue/.test(message.innerText)) window.pcdmsQueueSeen = message.innerText;
+    })
         .observe(message, {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
 RUN_FINISHED = """() => {

@@ -158,7 +158,6 @@ def test_two_jobs_submitted_together_both_finish(browser, server):
         tab = context.new_page()
         tab.goto(server)
         tab.wait_for_selector("#pose-editor circle", timeout=60_000)
-        set_number(tab, "steps", STEPS)
         set_number(tab, "steps", 4)
         assert "Pose found" in pick_demo_input(tab, demo)
         tabs.append(tab)
@@ -167,6 +166,9 @@ def test_two_jobs_submitted_together_both_finish(browser, server):
     for tab in tabs:
         assert "Done: 1 sample" in wait_for_run(tab, timeout=180_000)
         assert tab.locator("#final img").count() >= 1
+    # the second job waited for the first, and its page said where it stood
+    assert "queue" in tabs[1].evaluate("window.pcdmsQueueSeen")
+    for tab in tabs:
         tab.context.close()
 
 
