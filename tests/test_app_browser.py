@@ -178,3 +178,21 @@ def test_no_server_path_can_be_fetched(server, path):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(url, timeout=10)
     assert err.value.code in (403, 404)
+
+
+def _call_api(server: str, endpoint: str, data: list) -> str:
+    """Call one of the page's events the way a script would; return the final event's name."""
+    request = urllib.request.Request(f"{server}gradio_api/call/{endpoint}", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    event_id = json.load(urllib.request.urlopen(request, timeout=30))["event_id"]
+    with urllib.request.urlopen(f"{server}gradio_api/call/{endpoint}/{event_id}", timeout=60) as stream:
+        events = [line.decode().split(":", 1)[1].strip() for line in stream if line.startswith(b"event:")]
+    return events[-1]
+
+
+def test_no_server_path_can_be_named_through_the_events(server, samples_dir):
+    """Crafted requests: a server file as an 'upload', a path as a demo input; both are refused."""
+    photo = {"path": str(samples_dir / "img1.png"), "meta": {"_type": "gradio.FileData"}}
+    assert _call_api(server, "on_upload", [photo]) == "error"
+    assert _call_api(server, "on_demo_input", [str(samples_dir / "img1.png")]) == "error"
+    assert _call_api(server, "on_demo_input", ["id00161_00_front-full.png"]) == "complete"

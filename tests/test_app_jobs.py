@@ -75,3 +75,21 @@ def test_a_failed_job_is_reported_and_the_next_one_runs(pipe, request_, monkeypa
     assert last[-1].startswith("Done: 1 sample") and last[3][0][1].startswith("final (= coarse")
     *_, nothing = page.on_run(None, editor, "B1", 2, 2.0, 0, 1, 1.0)
     assert "Give a source photo" in nothing[-1]
+
+
+def test_pose_from_a_photo_goes_to_the_editor_in_the_model_frame_and_reset_returns_to_it(pipe, samples_dir):
+    pytest.importorskip("gradio")
+    from pcdms.app.page import Page
+    from pcdms.app.poses import mirror, pose_from_editor
+
+    page = Page(pipe, "demo")
+    start = page.initial_editor()
+    editor, picked, message = page.on_pose_photo(str(samples_dir / "img2.png"), start, None)
+    assert "Target pose taken from img2.png" in message
+    pose = pose_from_editor(editor)
+    assert (pose.height, pose.width) == (pipe.height, pipe.width) and pose.visible.sum() >= 12
+    assert picked.allclose(pose, atol=1e-3)
+    assert pose_from_editor(page.on_reset(picked)).allclose(pose, atol=1e-3)
+    assert not pose_from_editor(mirror(editor)).allclose(pose)
+    unchanged, kept, message = page.on_pose_photo(str(samples_dir / "img3.png"), editor, picked)
+    assert "No person found in img3.png" in message and unchanged is editor and kept is picked

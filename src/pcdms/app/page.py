@@ -154,10 +154,24 @@ CSS = """
 """
 
 
+def _settings_column(pipe: PCDMsPipeline) -> list[gr.components.Component]:
+    """Stages, steps, guidance, seed, samples, refine strength (in `Page.on_run`'s order), defaults from the model."""
+    sample = pipe.sample
+    gr.Markdown("### 3. Settings")
+    return [
+        gr.Radio(STAGE_CHOICES, value="full" if pipe.refine is not None else "B2", label="Stages"),
+        gr.Slider(1, 100, value=sample.num_inference_steps, step=1, label="Steps per stage", elem_id="steps"),
+        gr.Slider(1.0, 10.0, value=sample.inpaint_guidance_scale, step=0.1, label="Guidance scale"),
+        gr.Number(0, precision=0, label="Seed", elem_id="seed"),
+        gr.Slider(1, 4, value=1, step=1, label="Samples", elem_id="samples"),
+        gr.Slider(0.05, 1.0, value=sample.refine_strength, step=0.05,
+                  label="Refine strength (1 = stage 3 from noise, as the paper)"),
+    ]
+
+
 def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
     """The gr.Blocks page for one loaded pipeline."""
     page = Page(pipe, model_name)
-    sample = pipe.sample
     with gr.Blocks(title="PCDMs pose transfer", analytics_enabled=False) as blocks:
         gr.Markdown(INTRO.format(model=html.escape(model_name), height=page.height, width=page.width))
         source_state, reset_state = gr.State(None), gr.State(None)
@@ -184,14 +198,7 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
                     reset = gr.Button("Reset", elem_id="reset")
                 target_msg = gr.Markdown(elem_id="target-msg")
             with gr.Column():
-                gr.Markdown("### 3. Settings")
-                stages = gr.Radio(STAGE_CHOICES, value="full" if pipe.refine is not None else "B2", label="Stages")
-                steps = gr.Slider(1, 100, value=sample.num_inference_steps, step=1, label="Steps per stage", elem_id="steps")
-                guidance = gr.Slider(1.0, 10.0, value=sample.inpaint_guidance_scale, step=0.1, label="Guidance scale")
-                seed = gr.Number(0, precision=0, label="Seed", elem_id="seed")
-                samples = gr.Slider(1, 4, value=1, step=1, label="Samples", elem_id="samples")
-                strength = gr.Slider(0.05, 1.0, value=sample.refine_strength, step=0.05,
-                                     label="Refine strength (1 = stage 3 from noise, as the paper)")
+                settings = _settings_column(pipe)
                 run = gr.Button("Run", variant="primary", elem_id="run")
         bars = gr.HTML(_bars({}), elem_id="stage-bars")
         process = gr.Image(label="Diffusion process: predicted clean image", interactive=False, height=200,
@@ -212,7 +219,7 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
         toggle.click(poses.toggle_joint, [editor, joint], editor)
         mirror.click(poses.mirror, editor, editor)
         reset.click(page.on_reset, reset_state, editor)
-        run.click(page.on_run, [source_state, editor, stages, steps, guidance, seed, samples, strength],
+        run.click(page.on_run, [source_state, editor, *settings],
                   [bars, process, coarse, final, downloads, run_msg], concurrency_limit=1,
                   concurrency_id="pipeline")
     return blocks
