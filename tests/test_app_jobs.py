@@ -71,8 +71,10 @@ def test_a_failed_job_is_reported_and_the_next_one_runs(pipe, request_, monkeypa
     *_, last = page.on_run(*args)
     assert "The job failed" in last[-1] and "out of memory (simulated)" in last[-1]
     monkeypatch.setattr(type(pipe), "__call__", broken)
-    *_, last = page.on_run(*args)
+    *running, last = page.on_run(*args)
     assert last[-1].startswith("Done: 1 sample") and last[3][0][1].startswith("final (= coarse")
+    strips = [outputs[1] for outputs in running if isinstance(outputs[1], Image.Image)]
+    assert len(strips) == 2 and strips[1].width == 2 * strips[0].width  # the process grows while it runs
     *_, nothing = page.on_run(None, editor, "B1", 2, 2.0, 0, 1, 1.0)
     assert "Give a source photo" in nothing[-1]
 

@@ -118,17 +118,19 @@ class Page:
             return
         request = JobRequest(source["image"], source["pose"], target, stages, int(steps), float(guidance),
                              int(seed), int(samples), float(strength), source["note"])
-        preview = None
+        frames: list[Image.Image] = []  # the predicted clean images so far, shown as a growing strip
         for update in run_job(self.pipe, request, self.model_name):
-            preview = update.preview or preview
+            if update.preview is not None:
+                frames.append(update.preview)
+            strip = _strip(frames) if update.preview is not None else gr.skip()
             if update.error:
-                yield _bars(update.progress), preview, None, None, None, f"**The job failed:** {html.escape(update.error)}"
+                yield _bars(update.progress), strip, None, None, None, f"**The job failed:** {html.escape(update.error)}"
                 return
             if update.images is None:
-                yield _bars(update.progress), preview, gr.skip(), gr.skip(), gr.skip(), "Running ..."
+                yield _bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
                 continue
             final_label = "final" if "refine" in stage_names(stages) else "final (= coarse: no stage 3)"
-            yield (_bars(update.progress), update.process[0] if update.process else preview,
+            yield (_bars(update.progress), update.process[0] if update.process else _strip(frames),
                    list(update.coarse_images), [(im, final_label) for im in update.images], update.files,
                    f"Done: {len(update.images)} sample(s), seed {int(seed)}.")
 
@@ -137,6 +139,18 @@ def stage_names(stages: str) -> tuple[str, ...]:
     from pcdms.pipeline import ABLATIONS
 
     return ABLATIONS.get(stages, ())
+
+
+def _strip(frames: list[Image.Image]) -> Image.Image | None:
+    """Frames side by side, left to right (all the model's size)."""
+    if not frames:
+        return None
+    strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
+    x = 0
+    for frame in frames:
+        strip.paste(frame, (x, 0))
+        x += frame.width
+    return strip
 
 
 def _bars(progress: dict[str, float]) -> str:
