@@ -196,3 +196,22 @@ def test_no_server_path_can_be_named_through_the_events(server, samples_dir):
     assert _call_api(server, "on_upload", [photo]) == "error"
     assert _call_api(server, "on_demo_input", [str(samples_dir / "img1.png")]) == "error"
     assert _call_api(server, "on_demo_input", ["id00161_00_front-full.png"]) == "complete"
+
+
+def test_uploads_over_the_cap_are_refused(server):
+    import httpx
+
+    from pcdms.app import MAX_UPLOAD
+
+    too_big = int(MAX_UPLOAD.removesuffix("mb")) * 1024 * 1024 + 1024
+    refused = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.png", b"\0" * too_big)}, timeout=60)
+    assert refused.status_code == 413
+    accepted = httpx.post(f"{server}gradio_api/upload", files={"files": ("small.png", b"\0" * 1024)}, timeout=60)
+    assert accepted.status_code == 200
+
+
+def test_the_app_binds_to_this_machine_only_by_default():
+    from pcdms.cli import build_parser
+
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.port) == ("127.0.0.1", 7860)
