@@ -9,7 +9,7 @@ import pytest
 
 from pcdms.cli import build_parser, command_modules, main
 
-EXPECTED = {"assemble", "config", "data", "demo", "evaluate", "export-coarse", "generate", "pose", "refine", "train"}
+EXPECTED = {"app", "assemble", "config", "data", "demo", "evaluate", "export-coarse", "generate", "pose", "refine", "train"}
 
 
 def _subcommands() -> list[list[str]]:

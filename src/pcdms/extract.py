@@ -10,6 +10,11 @@ shoulders, elbows, wrists, hips, knees, ankles one to one, and the neck as the m
 A joint is missing when its visibility is below `visibility_threshold` or it falls outside the image
 (MediaPipe extrapolates joints beyond the border); the neck needs both shoulders. No detected person
 gives None rather than a guess.
+
+Back views: MediaPipe reports a nose and eyes on the back of a head; OpenPose, and so DeepFashion's labels,
+do not. When the shoulders show a back view (the person's right shoulder on the image's RIGHT, by more than
+`BACK_VIEW_MARGIN` of the shoulder-to-hip length, so a side view with overlapping shoulders keeps its face),
+nose and eyes are dropped and the ears kept (`is_back_view`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ MEDIAPIPE_FOR_COCO18: dict[int, int] = {
     11: 23, 12: 25, 13: 27, 14: 5, 15: 2, 16: 8, 17: 7,
 }  # fmt: skip
 NECK, R_SHOULDER, L_SHOULDER = 1, 2, 5
+R_HIP, L_HIP = 8, 11
+FACE_JOINTS_HIDDEN_FROM_BEHIND = (0, 14, 15)  # nose, r_eye, l_eye (the ears, 16 and 17, stay)
 DEFAULT_VISIBILITY = 0.5
+BACK_VIEW_MARGIN = 0.1
 
 
 class PoseExtractor:
@@ -87,8 +95,25 @@ def landmarks_to_coco18(
     xy[NECK] = (xy[R_SHOULDER] + xy[L_SHOULDER]) / 2
     confidence[NECK] = min(confidence[R_SHOULDER], confidence[L_SHOULDER])
     pose = Pose(xy, confidence >= visibility_threshold, height, width)
-    pose = Pose(pose.xy, pose.inside(), height, width)
+    visible = pose.inside()
+    if is_back_view(pose):
+        visible[list(FACE_JOINTS_HIDDEN_FROM_BEHIND)] = False
+    pose = Pose(pose.xy, visible, height, width)
     return pose, np.where(pose.visible, confidence, 0.0)
+
+
+def is_back_view(pose: Pose) -> bool:
+    """True when both shoulders are seen and the person's right shoulder is on the image's right.
+
+    The margin is `BACK_VIEW_MARGIN` of the shoulder-to-hip length (of the shoulder width when no hip is
+    seen), so that a side view, whose shoulders overlap, is not taken for a back view by a pixel's noise.
+    """
+    if not (pose.visible[R_SHOULDER] and pose.visible[L_SHOULDER]):
+        return False
+    right, left = pose.xy[R_SHOULDER], pose.xy[L_SHOULDER]
+    hips = [pose.xy[j] for j in (R_HIP, L_HIP) if pose.visible[j]]
+    scale = float(np.linalg.norm((right + left) / 2 - np.mean(hips, axis=0))) if hips else float(np.linalg.norm(right - left))
+    return float(right[0] - left[0]) > BACK_VIEW_MARGIN * scale
 
 
 # ---------------------------------------------------------------------- batch job

@@ -54,7 +54,12 @@ Every pair of a dataset split (PATN csv, GFLA txt or the authors' json; see `pcd
       -m pcdms.cli generate ...` shares the pairs across GPUs.
 
 --stages B1 / B2 / B3 / full runs the paper's ablations (B1 = inpaint only, B2 = prior + inpaint,
-B3 = inpaint + refine).""")
+B3 = inpaint + refine).
+
+Replay a result of `pcdms app` from its settings file:
+  pcdms generate --settings settings.json --source me.jpg --out out/
+      The file's stages, steps, guidance, seed, samples, refine strength and both poses replace
+      those options; --source must be the photo the app used (checked by its pixels).""")
     _common(gen)
     gen.add_argument("--source", help="the source photo (one-pair mode)")
     gen.add_argument("--target-pose", help="target pose: COCO-18 OpenPose JSON, or a photo to take the pose from")
@@ -68,6 +73,7 @@ B3 = inpaint + refine).""")
                      help="which stages run (default: every stage the model has; the authors' simplified model "
                           "is stage 2 alone)")
     gen.add_argument("--process", action="store_true", help="also write the diffusion-process strip (one pair)")
+    gen.add_argument("--settings", help="a settings file written by `pcdms app`: replay that result (one pair)")
     gen.set_defaults(func=run_generate)
 
     ref = subparsers.add_parser(
@@ -153,6 +159,9 @@ def load_pose(path: str, what: str):
 def run_generate(args: argparse.Namespace) -> int:
     from pcdms.generate import dataset_items, run_items
 
+    settings = _apply_settings(args) if args.settings else None
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}")
     if bool(args.dataset) == bool(args.source):
         raise UserError("give either --source with --target-pose (one pair) or --dataset (every pair of a split)")
     out = prepare_output_dir(args.out)
@@ -170,27 +179,50 @@ def run_generate(args: argparse.Namespace) -> int:
         report = run_items(job, f"generate {args.split}", progress=mode, batch_size=args.batch_size)
         print(report.summary())
         return 1 if report.failed else 0
-    return _generate_one(args, out, call, stages)
+    return _generate_one(args, out, call, stages, settings)
 
 
-def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple[str, str]) -> int:
+def _apply_settings(args: argparse.Namespace):
+    """Read --settings and put its sampling settings into `args` (they replace the options)."""
+    from pcdms.replay import read_settings
+
+    if args.dataset or args.target_pose or args.source_pose:
+        raise UserError("--settings brings its own poses: give it with --source only (no --dataset, --target-pose, --source-pose)")
+    settings = read_settings(args.settings)
+    if settings.model != "demo" and Path(args.model).resolve() == DEMO_MODEL.resolve():
+        raise UserError(f"{args.settings} was made with model '{settings.model}': pass that model folder with --model")
+    args.stages, args.steps, args.guidance = settings.stages, settings.steps, settings.guidance
+    args.seed, args.num_samples = settings.seed, settings.num_samples
+    if settings.refine_strength is not None:
+        args.refine_strength = settings.refine_strength
+    return settings
+
+
+def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple[str, str], settings=None) -> int:
     import torch
 
     from pcdms.generate import save_atomic
     from pcdms.imageio import load_image
     from pcdms.visualize import image_grid
 
-    if not args.target_pose:
-        raise UserError("--target-pose is required with --source")
     source = load_image(args.source)  # every input is read before the model loads: a bad one fails fast
-    target_pose = load_pose(args.target_pose, "--target-pose")
-    source_pose = load_pose(args.source_pose, "--source-pose") if args.source_pose else None
+    if settings is not None:
+        from pcdms.replay import check_source
+
+        check_source(settings, source, f"--source '{args.source}'")
+        target_pose, source_pose = settings.target_pose, settings.source_pose
+        name = args.name or f"{Path(args.source).stem}_to_{Path(args.settings).stem}"
+    else:
+        if not args.target_pose:
+            raise UserError("--target-pose is required with --source")
+        target_pose = load_pose(args.target_pose, "--target-pose")
+        source_pose = load_pose(args.source_pose, "--source-pose") if args.source_pose else None
+        name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
     from pcdms.summary import files_fit
 
     mode, pipe = start(args, out)
     rows = [("source", args.source), ("images", files_fit([Path(args.source)], (pipe.width, pipe.height), pipe.stretch))]
     announce(args, pipe, out, "generate", [*rows, stages], mode)
-    name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
     result = pipe(source, target_pose, source_pose, num_samples=args.num_samples, return_process=args.process,
                   generator=torch.Generator().manual_seed(args.seed), **call)
     from PIL import Image

@@ -1,0 +1,37 @@
+"""`pcdms app`: a web page to try pose transfer on your own photo (Gradio).
+
+`serve` loads a model folder with `PCDMsPipeline.from_pretrained` and starts the page (`pcdms.app.page`)
+with safe defaults: bound to 127.0.0.1 unless told otherwise, uploads capped, one job at a time with a
+queue that tells waiting users their place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
+MAX_UPLOAD = "20mb"
+QUEUE_SIZE = 32
+
+
+def model_name(folder: str | Path) -> str:
+    """'demo' for the shipped model, else the folder's name (settings files record it; no full path)."""
+    folder = Path(folder).resolve()
+    return "demo" if folder == DEMO_MODEL.resolve() else folder.name
+
+
+def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
+          block: bool = True):
+    """Load the model and serve the page; returns the Gradio Blocks (running) when `block` is False."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from pcdms.app.page import CSS, build_page
+    from pcdms.pipeline import PCDMsPipeline
+
+    pipe = PCDMsPipeline.from_pretrained(model, device=device)
+    blocks = build_page(pipe, model_name(model))
+    blocks.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    blocks.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
+                  show_error=False, ssr_mode=False, quiet=not block, css=CSS, footer_links=[])
+    return blocks

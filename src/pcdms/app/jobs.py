@@ -1,0 +1,141 @@
+"""One generation job of the app: run the pipeline in a worker thread, report its progress while it runs.
+
+Uses only the pipeline's public call (`pipe(..., callback=..., return_process=True)`). The callback sees
+every step of every stage (paper Sec. 3): it counts steps for the per-stage progress bars and, every few
+steps of stages 2 and 3, decodes the predicted clean image (x0) so the page shows the diffusion process
+while it happens. The page runs one job at a time (Gradio's queue, concurrency 1), which also keeps the
+pipeline's sampling settings, set per job here, from being shared between jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from pcdms.data.canvas import split_canvas
+from pcdms.framing import to_pil
+from pcdms.pipeline import ABLATIONS, PCDMsPipeline
+from pcdms.pose import Pose, write_openpose_json
+from pcdms.replay import RunSettings, pixels_sha256, write_settings
+
+PREVIEW_EVERY = 4  # decode x0 every this many steps of stages 2 and 3 (and on the last step)
+
+
+@dataclass
+class JobRequest:
+    source: Image.Image
+    source_pose: Pose
+    target_pose: Pose  # in the model frame
+    stages: str = "full"
+    steps: int = 20
+    guidance: float = 2.0
+    seed: int = 0
+    num_samples: int = 1
+    refine_strength: float = 1.0
+    source_note: str = ""  # set when the photo was downscaled: the used photo is then offered for download
+
+
+@dataclass
+class JobUpdate:
+    """What the page shows: per-stage fraction done, the newest x0 preview, and at the end the results."""
+
+    progress: dict[str, float] = field(default_factory=dict)
+    preview: Image.Image | None = None
+    images: list[Image.Image] | None = None
+    coarse_images: list[Image.Image] | None = None
+    process: list[Image.Image] | None = None
+    files: list[str] | None = None
+    error: str | None = None
+
+
+def stage_steps(pipe: PCDMsPipeline, request: JobRequest) -> dict[str, int]:
+    """How many steps each stage of this job runs (stage 3 runs fewer when image-to-image)."""
+    run = [name for name in ABLATIONS[request.stages] if getattr(pipe, name) is not None]
+    steps = {name: request.steps for name in run}
+    if "refine" in steps and request.refine_strength < 1.0:
+        steps["refine"] = max(1, round(request.refine_strength * request.steps))
+    return steps
+
+
+def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str) -> Iterator[JobUpdate]:
+    """Yield a `JobUpdate` on each step (and previews) while the job runs, then one with results or error."""
+    totals = stage_steps(pipe, request)
+    events: queue.Queue = queue.Queue()
+    done = {name: 0 for name in totals}
+
+    def callback(stage: str, i: int, t: torch.Tensor, latents: torch.Tensor, x0: torch.Tensor) -> None:
+        preview = None
+        last = i + 1 >= totals.get(stage, 1)
+        if stage != "prior" and (i % PREVIEW_EVERY == 0 or last):
+            decoded = pipe.encoders.autoencoder.decode(x0[:1])
+            preview = to_pil(split_canvas(decoded)[1] if stage == "inpaint" else decoded)[0]
+        events.put(("step", stage, i + 1, preview))
+
+    def work() -> None:
+        try:
+            pipe.sample = dataclasses.replace(pipe.sample, refine_strength=request.refine_strength)
+            result = pipe(request.source, request.target_pose, request.source_pose, stages=request.stages,
+                          num_inference_steps=request.steps, guidance_scale=request.guidance,
+                          generator=torch.Generator().manual_seed(request.seed), num_samples=request.num_samples,
+                          callback=callback, return_process=True)
+            events.put(("done", result))
+        except Exception as err:  # noqa: BLE001 - any failure is shown in the page; the server goes on
+            events.put(("error", f"{type(err).__name__}: {err}" if not _is_user_error(err) else str(err)))
+
+    threading.Thread(target=work, name="pcdms-app-job", daemon=True).start()
+    while True:
+        kind, *payload = events.get()
+        if kind == "step":
+            stage, count, preview = payload
+            done[stage] = max(done.get(stage, 0), count)
+            yield JobUpdate(progress=_fractions(done, totals), preview=preview)
+        elif kind == "error":
+            yield JobUpdate(progress=_fractions(done, totals), error=payload[0])
+            return
+        else:
+            result = payload[0]
+            files = save_downloads(result, request, model_name)
+            yield JobUpdate(progress={name: 1.0 for name in totals}, images=result.images,
+                            coarse_images=result.coarse_images, process=result.process, files=files)
+            return
+
+
+def _fractions(done: dict[str, int], totals: dict[str, int]) -> dict[str, float]:
+    return {name: min(1.0, done.get(name, 0) / max(1, total)) for name, total in totals.items()}
+
+
+def _is_user_error(err: Exception) -> bool:
+    from pcdms.errors import UserError
+
+    return isinstance(err, UserError)
+
+
+def save_downloads(result, request: JobRequest, model_name: str) -> list[str]:
+    """The job's downloads in a fresh temporary folder: each sample's image, the target pose (OpenPose JSON),
+    the settings file `pcdms generate --settings` replays, and the photo as used when it was downscaled."""
+    folder = Path(tempfile.mkdtemp(prefix="pcdms-app-"))
+    files = []
+    for k, image in enumerate(result.images):
+        path = folder / ("result.png" if len(result.images) == 1 else f"result_sample{k}.png")
+        image.save(path)
+        files.append(path)
+    write_openpose_json(folder / "target_pose.json", request.target_pose)
+    files.append(folder / "target_pose.json")
+    settings = RunSettings(
+        target_pose=request.target_pose, source_pose=request.source_pose, stages=request.stages,
+        steps=request.steps, guidance=request.guidance, seed=request.seed, num_samples=request.num_samples,
+        refine_strength=request.refine_strength, model=model_name, source_size=request.source.size,
+        source_pixels_sha256=pixels_sha256(request.source))
+    files.append(write_settings(folder / "settings.json", settings))
+    if request.source_note:
+        request.source.save(folder / "source_as_used.png")
+        files.append(folder / "source_as_used.png")
+    return [str(path) for path in files]

@@ -1,0 +1,239 @@
+"""The page of `pcdms app`: source photo, target pose (gallery, photo, editor), settings, run, downloads.
+
+Layout and wiring only; pose logic lives in `pcdms.app.poses`, the editor in `pcdms.app.editor`, the job in
+`pcdms.app.jobs`. Nothing on the page names a server path: demo inputs and gallery poses are chosen by name
+or index from lists built here, uploads are decoded by content into memory, downloads are fresh temporary
+files. Every user mistake (not an image, no person, no pose) becomes a message in the page.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from pcdms.app import poses
+from pcdms.app.editor import pose_editor
+from pcdms.app.jobs import JobRequest, run_job
+from pcdms.pipeline import PCDMsPipeline
+from pcdms.pose import JOINTS, Pose
+
+STAGE_CHOICES = [("full: prior + inpaint + refine", "full"), ("B2: prior + inpaint", "B2"), ("B1: inpaint only", "B1")]
+INTRO = """# PCDMs: a person in a new pose
+Give a photo of a person (**1**), choose the pose they should take (**2**), then **Run**. The model: {model}
+({height}x{width} px). Its pose detector is MediaPipe mapped to COCO-18; the skeleton in the editor is exactly
+the image the model receives."""
+
+
+def _extract(image: Image.Image) -> Pose | None:
+    from pcdms.extract import PoseExtractor
+
+    with PoseExtractor() as extractor:
+        found = extractor(image)
+    return None if found is None else found[0]
+
+
+def _name(path: str | None) -> str:
+    return html.escape(Path(path).name) if path else "the file"
+
+
+class Page:
+    """The page's event handlers, bound to one pipeline (the model frame comes from it)."""
+
+    def __init__(self, pipe: PCDMsPipeline, model_name: str) -> None:
+        self.pipe, self.model_name = pipe, model_name
+        self.height, self.width = pipe.height, pipe.width
+        self.gallery = poses.gallery()
+        self.demo_inputs = poses.demo_inputs()
+        self.standing = self.in_model_frame(self.gallery[poses.DEFAULT_GALLERY_POSE])
+
+    def in_model_frame(self, pose: Pose) -> Pose:
+        return poses.to_model_frame(pose, self.height, self.width, self.pipe.stretch)
+
+    def initial_editor(self) -> dict:
+        return poses.editor_value(self.standing, self.standing)
+
+    def gallery_items(self) -> list[tuple[Image.Image, str]]:
+        return [(Image.fromarray(pose.render()), name) for name, pose in self.gallery.items()]
+
+    # ------------------------------------------------------------ source
+    def load_source(self, path: str | None, display_name: str):
+        """-> (photo with its pose drawn, message, state). The state is None unless a person was found."""
+        if not path:
+            return None, "", None
+        try:
+            photo = poses.read_photo(path, display_name)
+        except poses.PhotoError as err:
+            return None, f"**Problem:** {err}", None
+        pose = _extract(photo.image)
+        if pose is None:
+            message = f"**Problem:** No person found in {display_name}: try a photo where one person is seen whole."
+            return photo.image, message, None
+        note = f" ({photo.note})" if photo.note else ""
+        message = f"Pose found in {display_name}{note}: {int(pose.visible.sum())} of 18 joints."
+        return poses.overlay(photo.image, pose), message, {"image": photo.image, "pose": pose, "note": photo.note}
+
+    def on_upload(self, path: str | None):
+        return self.load_source(path, _name(path))
+
+    def on_demo_input(self, name: str | None):
+        if name not in self.demo_inputs:  # only names from the list are accepted, never a path
+            return None, "", None
+        return self.load_source(str(self.demo_inputs[name]), html.escape(name))
+
+    # ------------------------------------------------------------ target
+    def on_gallery(self, event: gr.SelectData):
+        name = list(self.gallery)[event.index]
+        pose = self.in_model_frame(self.gallery[name])
+        return poses.editor_value(pose, self.standing), pose, f"Target pose: **{name}** from the gallery."
+
+    def on_pose_photo(self, path: str | None, editor: dict, reset: Pose | None):
+        if not path:
+            return editor, reset, ""
+        try:
+            photo = poses.read_photo(path, _name(path))
+        except poses.PhotoError as err:
+            return editor, reset, f"**Problem:** {err}"
+        pose = _extract(photo.image)
+        if pose is None:
+            return editor, reset, f"**Problem:** No person found in {_name(path)}: the target pose is unchanged."
+        pose = self.in_model_frame(pose)
+        return poses.editor_value(pose, self.standing), pose, f"Target pose taken from {_name(path)}."
+
+    def on_reset(self, reset: Pose | None) -> dict:
+        return poses.editor_value(reset or self.standing, self.standing)
+
+    # ------------------------------------------------------------ run
+    def on_run(self, source: dict | None, editor: dict, stages: str, steps: float, guidance: float, seed: float,
+               samples: float, strength: float):
+        """Generator for the run outputs: (bars, live preview, coarse, final, downloads, message)."""
+        if source is None:
+            yield _bars({}), None, None, None, None, "**Problem:** Give a source photo with a person first (step 1)."
+            return
+        target = poses.pose_from_editor(editor)
+        if not target.visible.any():
+            yield _bars({}), None, None, None, None, "**Problem:** The target pose has no visible joint."
+            return
+        request = JobRequest(source["image"], source["pose"], target, stages, int(steps), float(guidance),
+                             int(seed), int(samples), float(strength), source["note"])
+        frames: list[Image.Image] = []  # the predicted clean images so far, shown as a growing strip
+        for update in run_job(self.pipe, request, self.model_name):
+            if update.preview is not None:
+                frames.append(update.preview)
+            strip = _strip(frames) if update.preview is not None else gr.skip()
+            if update.error:
+                yield _bars(update.progress), strip, None, None, None, f"**The job failed:** {html.escape(update.error)}"
+                return
+            if update.images is None:
+                yield _bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
+                continue
+            final_label = "final" if "refine" in stage_names(stages) else "final (= coarse: no stage 3)"
+            yield (_bars(update.progress), update.process[0] if update.process else _strip(frames),
+                   list(update.coarse_images), [(im, final_label) for im in update.images], update.files,
+                   f"Done: {len(update.images)} sample(s), seed {int(seed)}.")
+
+
+def stage_names(stages: str) -> tuple[str, ...]:
+    from pcdms.pipeline import ABLATIONS
+
+    return ABLATIONS.get(stages, ())
+
+
+def _strip(frames: list[Image.Image]) -> Image.Image | None:
+    """Frames side by side, left to right (all the model's size)."""
+    if not frames:
+        return None
+    strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
+    x = 0
+    for frame in frames:
+        strip.paste(frame, (x, 0))
+        x += frame.width
+    return strip
+
+
+def _bars(progress: dict[str, float]) -> str:
+    rows = "".join(
+        f'<div class="stage-bar" data-stage="{name}"><span>{name}</span>'
+        f'<progress max="100" value="{round(100 * value)}"></progress><span>{round(100 * value)}%</span></div>'
+        for name, value in progress.items())
+    return f'<div class="stage-bars">{rows}</div>'
+
+
+CSS = """
+.stage-bar { display: grid; grid-template-columns: 5em 1fr 3em; gap: 8px; align-items: center; }
+.stage-bar progress { width: 100%; }
+#process img { image-rendering: pixelated; }
+"""
+
+
+def _settings_column(pipe: PCDMsPipeline) -> list[gr.components.Component]:
+    """Stages, steps, guidance, seed, samples, refine strength (in `Page.on_run`'s order), defaults from the model."""
+    sample = pipe.sample
+    gr.Markdown("### 3. Settings")
+    return [
+        gr.Radio(STAGE_CHOICES, value="full" if pipe.refine is not None else "B2", label="Stages"),
+        gr.Slider(1, 100, value=sample.num_inference_steps, step=1, label="Steps per stage", elem_id="steps"),
+        gr.Slider(1.0, 10.0, value=sample.inpaint_guidance_scale, step=0.1, label="Guidance scale"),
+        gr.Number(0, precision=0, label="Seed", elem_id="seed"),
+        gr.Slider(1, 4, value=1, step=1, label="Samples", elem_id="samples"),
+        gr.Slider(0.05, 1.0, value=sample.refine_strength, step=0.05,
+                  label="Refine strength (1 = stage 3 from noise, as the paper)"),
+    ]
+
+
+def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
+    """The gr.Blocks page for one loaded pipeline."""
+    page = Page(pipe, model_name)
+    with gr.Blocks(title="PCDMs pose transfer", analytics_enabled=False) as blocks:
+        gr.Markdown(INTRO.format(model=html.escape(model_name), height=page.height, width=page.width))
+        source_state, reset_state = gr.State(None), gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### 1. Source photo")
+                upload = gr.File(label="Upload a photo", type="filepath", elem_id="source-upload")
+                demo_pick = gr.Dropdown(list(page.demo_inputs), value=None, label="... or a shipped demo input", elem_id="demo-input")
+                source_view = gr.Image(label="Source and its pose", interactive=False, elem_id="source-view")
+                source_msg = gr.Markdown(elem_id="source-msg")
+            with gr.Column():
+                gr.Markdown("### 2. Target pose")
+                with gr.Tab("Gallery"):
+                    gallery = gr.Gallery(page.gallery_items(), columns=4, allow_preview=False, height=320,
+                                         label="Ready poses", elem_id="pose-gallery")
+                with gr.Tab("From a photo"):
+                    pose_upload = gr.File(label="Photo to take the pose from", type="filepath", elem_id="pose-upload")
+                editor = pose_editor(page.initial_editor())
+                with gr.Row():
+                    joint = gr.Dropdown(list(JOINTS), value="nose", label="Joint", scale=2, elem_id="joint")
+                    toggle = gr.Button("Hide / show joint", scale=1, elem_id="toggle")
+                with gr.Row():
+                    mirror = gr.Button("Mirror left/right", elem_id="mirror")
+                    reset = gr.Button("Reset", elem_id="reset")
+                target_msg = gr.Markdown(elem_id="target-msg")
+            with gr.Column():
+                settings = _settings_column(pipe)
+                run = gr.Button("Run", variant="primary", elem_id="run")
+        bars = gr.HTML(_bars({}), elem_id="stage-bars")
+        process = gr.Image(label="Diffusion process: predicted clean image", interactive=False, height=200,
+                           elem_id="process")
+        with gr.Row():
+            coarse = gr.Gallery(label="coarse (stage 2)", columns=4, height=300, object_fit="contain", elem_id="coarse")
+            final = gr.Gallery(label="final", columns=4, height=300, object_fit="contain", elem_id="final")
+        downloads = gr.File(label="Downloads: image, target pose (OpenPose JSON), settings for `pcdms generate`",
+                            file_count="multiple", interactive=False, elem_id="downloads")
+        run_msg = gr.Markdown(elem_id="run-msg")
+
+        source_out = [source_view, source_msg, source_state]
+        upload.change(page.on_upload, upload, source_out)
+        demo_pick.change(page.on_demo_input, demo_pick, source_out)
+        gallery.select(page.on_gallery, None, [editor, reset_state, target_msg])
+        pose_upload.change(page.on_pose_photo, [pose_upload, editor, reset_state], [editor, reset_state, target_msg])
+        editor.input(poses.refresh, editor, editor)
+        toggle.click(poses.toggle_joint, [editor, joint], editor)
+        mirror.click(poses.mirror, editor, editor)
+        reset.click(page.on_reset, reset_state, editor)
+        run.click(page.on_run, [source_state, editor, *settings],
+                  [bars, process, coarse, final, downloads, run_msg], concurrency_limit=1,
+                  concurrency_id="pipeline")
+    return blocks

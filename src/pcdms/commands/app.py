@@ -1,0 +1,47 @@
+"""`pcdms app`: serve the web page for trying pose transfer in a browser."""
+
+from __future__ import annotations
+
+import argparse
+
+from pcdms.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from pcdms.app import DEMO_MODEL, MAX_UPLOAD
+
+    parser = subparsers.add_parser(
+        "app", help="a web page: your photo, a target pose (gallery, photo or editor), the result",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"""\
+Serve a page where anyone tries pose transfer (Gradio), on the shipped demo model or --model:
+  1. source photo: upload one (decoded by content, up to {MAX_UPLOAD}; large photos are downscaled with a
+     note) or pick a demo input; its pose is extracted at once and drawn over it;
+  2. target pose: from the gallery of ready poses, from a second photo, and in the editor (drag a joint,
+     hide/show a joint, mirror, reset); the editor shows exactly the skeleton image the model gets;
+  3. settings: stages (full / B2 / B1), steps, guidance, seed, samples (1-4), refine strength;
+  Run: per-stage progress and the predicted clean image while it runs, then coarse and final side by
+  side, and downloads: the image, the target pose (OpenPose JSON) and a settings file that
+  `pcdms generate --settings FILE --source PHOTO --out DIR` replays.
+One job runs at a time; others wait in a queue and see their place. Binds to 127.0.0.1 (this machine
+only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network.""")
+    parser.add_argument("--model", default=str(DEMO_MODEL), help="a PCDMs model folder (default: the shipped demo model)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.set_defaults(func=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from pcdms.commands.common import pick_device
+
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+    try:
+        import gradio  # noqa: F401
+    except ImportError as err:
+        raise UserError(f"the app needs gradio (pip install 'gradio==6.31.0'): {err}") from None
+    from pcdms.app import serve
+
+    serve(args.model, args.host, args.port, pick_device(args.device), block=True)
+    return 0

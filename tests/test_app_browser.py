@@ -1,0 +1,217 @@
+"""`pcdms app` driven in a real browser (headless Chromium via Playwright) against the shipped demo model.
+
+The page is served in-process on 127.0.0.1 and a free port. A screenshot of the finished page is kept in
+test-artifacts/ (the README's docs/app.png is a copy of it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_browser import (ARTIFACTS, CHROMIUM, click_run, data_url_image, free_port, pick_demo_input,
+                         run_and_wait, set_number, upload, wait_for_message, wait_for_run)
+from pcdms.pose import COLORS, JOINT
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+STEPS = 8  # per stage: enough to see the process, quick on a CPU
+
+
+@pytest.fixture(scope="module")
+def server():
+    from pcdms.app import serve
+
+    port = free_port()
+    blocks = serve(host="127.0.0.1", port=port, device="cpu", block=False)
+    yield f"http://127.0.0.1:{port}/"
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert CHROMIUM, "headless tests need Debian's chromium (apt-get install chromium; .ci/run does)"
+    with playwright_api.sync_playwright() as play:
+        chromium = play.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+    tab = context.new_page()
+    tab.goto(server)
+    tab.wait_for_selector("#pose-editor circle", timeout=60_000)
+    set_number(tab, "steps", STEPS)
+    yield tab
+    context.close()
+
+
+def _download(page, name: str, folder) -> str:
+    with page.expect_download() as info:
+        page.locator(f'#downloads a[download="{name}"]').click()
+    path = folder / name
+    info.value.save_as(path)
+    return path
+
+
+def _render(page) -> np.ndarray:
+    return data_url_image(page.locator("#pose-editor img.render").get_attribute("src"))
+
+
+def _drag_joint(page, name: str, dx: float, dy: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Drag a joint's handle by (dx, dy) screen pixels; return its model-frame position before and after."""
+    handle = page.locator(f'#pose-editor circle[data-name="{name}"]')
+    before = (float(handle.get_attribute("cx")), float(handle.get_attribute("cy")))
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    old_render = page.locator("#pose-editor img.render").get_attribute("src")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y + dy, steps=6)
+    page.mouse.up()
+    page.wait_for_function(f"document.querySelector('#pose-editor img.render').src !== {json.dumps(old_render)}")
+    handle = page.locator(f'#pose-editor circle[data-name="{name}"]')
+    return before, (float(handle.get_attribute("cx")), float(handle.get_attribute("cy")))
+
+
+def _near(render: np.ndarray, xy: tuple[float, float], colour: tuple[int, int, int], reach: int = 1) -> bool:
+    """The joint's own colour is drawn within `reach` pixels of xy (model-frame pixel coordinates)."""
+    col, row = int(xy[0]), int(xy[1])
+    window = render[max(0, row - reach):row + reach + 1, max(0, col - reach):col + reach + 1].reshape(-1, 3)
+    return bool((window == np.array(colour)).all(axis=1).any())
+
+
+def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path):
+    message = upload(page, "source-upload", samples_dir / "img1.png", "Pose found|Problem", "source-msg")
+    assert "Pose found in img1.png" in message and "downscaled" in message  # 768x1120 > 1024 px
+    page.locator("#pose-gallery button", has_text="front-arms-raised").first.click()
+    assert "front-arms-raised" in wait_for_message(page, "target-msg", "front-arms-raised")
+
+    before_render = _render(page)
+    wrist = JOINT["r_wrist"]
+    start, end = _drag_joint(page, "r_wrist", dx=40, dy=60)
+    after_render = _render(page)
+    assert end[0] - start[0] > 3 and end[1] - start[1] > 5  # moved right and down in the model frame
+    # the render stage 2 gets now has the wrist where it was dropped, and no longer where it was
+    assert _near(after_render, end, COLORS[wrist]) and not _near(before_render, end, COLORS[wrist])
+    assert _near(before_render, start, COLORS[wrist]) and not _near(after_render, start, COLORS[wrist], reach=0)
+    changed = np.argwhere((before_render != after_render).any(axis=2))
+    assert len(changed) and abs(changed[:, 1].mean() - (start[0] + end[0]) / 2) < 12
+
+    assert "Done: 1 sample" in run_and_wait(page)
+    assert page.locator("#stage-bars").inner_text().count("100%") == 3
+    assert page.locator("#final img").count() >= 1 and page.locator("#coarse img").count() >= 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+
+    result = Image.open(_download(page, "result.png", tmp_path))
+    used = Image.open(_download(page, "source_as_used.png", tmp_path))
+    assert result.size == used.size == (702, 1024)  # the photo's size as used (downscaled to 1024 px)
+    pose_file = _download(page, "target_pose.json", tmp_path)
+    keypoints = json.loads(pose_file.read_text())["people"][0]["pose_keypoints_2d"]
+    assert keypoints[3 * wrist:3 * wrist + 2] == pytest.approx(list(end), abs=0.01)
+    settings = _download(page, "settings.json", tmp_path)
+    assert json.loads(settings.read_text())["steps"] == STEPS
+
+    replay = subprocess.run(
+        [sys.executable, "-m", "pcdms.cli", "generate", "--settings", str(settings), "--source",
+         str(tmp_path / "source_as_used.png"), "--out", str(tmp_path / "replay"), "--name", "again",
+         "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=300)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    again = np.asarray(Image.open(tmp_path / "replay" / "again.png"), dtype=np.int16)
+    assert np.abs(again - np.asarray(result.convert("RGB"), dtype=np.int16)).max() <= 1
+
+
+def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_dir, tmp_path):
+    text = tmp_path / "notes.png"  # an image's name, not an image's content
+    text.write_text("not a photo")
+    message = upload(page, "source-upload", text, "Pose found|Problem", "source-msg")
+    assert "notes.png is not an image" in message
+    assert "Give a source photo" in run_and_wait(page)
+
+    message = upload(page, "source-upload", samples_dir / "img3.png", "Pose found|Problem", "source-msg")
+    assert "No person found in img3.png" in message  # an illustration MediaPipe finds nobody in
+    assert "Give a source photo" in run_and_wait(page)
+
+    page.get_by_role("tab", name="From a photo").click()
+    message = upload(page, "pose-upload", samples_dir / "img5.png", "taken from|Problem", "target-msg")
+    assert "No person found in img5.png" in message
+
+    assert "Pose found" in pick_demo_input(page, "id00162_01_front-full.png")
+    assert "Done: 1 sample" in run_and_wait(page)
+
+
+def test_two_jobs_submitted_together_both_finish(browser, server):
+    tabs = []
+    for demo in ("id00161_00_front-full.png", "id00165_00_front-full.png"):
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        tab = context.new_page()
+        tab.goto(server)
+        tab.wait_for_selector("#pose-editor circle", timeout=60_000)
+        set_number(tab, "steps", 4)
+        assert "Pose found" in pick_demo_input(tab, demo)
+        tabs.append(tab)
+    for tab in tabs:
+        click_run(tab)
+    for tab in tabs:
+        assert "Done: 1 sample" in wait_for_run(tab, timeout=180_000)
+        assert tab.locator("#final img").count() >= 1
+    # the second job waited for the first, and its page said where it stood
+    assert "queue" in tabs[1].evaluate("window.pcdmsQueueSeen")
+    for tab in tabs:
+        tab.context.close()
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", str(CHROMIUM or "/usr/bin/chromium")])
+def test_no_server_path_can_be_fetched(server, path):
+    url = f"{server}gradio_api/file={path}"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, timeout=10)
+    assert err.value.code in (403, 404)
+
+
+def _call_api(server: str, endpoint: str, data: list) -> str:
+    """Call one of the page's events the way a script would; return the final event's name."""
+    request = urllib.request.Request(f"{server}gradio_api/call/{endpoint}", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    event_id = json.load(urllib.request.urlopen(request, timeout=30))["event_id"]
+    with urllib.request.urlopen(f"{server}gradio_api/call/{endpoint}/{event_id}", timeout=60) as stream:
+        events = [line.decode().split(":", 1)[1].strip() for line in stream if line.startswith(b"event:")]
+    return events[-1]
+
+
+def test_no_server_path_can_be_named_through_the_events(server, samples_dir):
+    """Crafted requests: a server file as an 'upload', a path as a demo input; both are refused."""
+    photo = {"path": str(samples_dir / "img1.png"), "meta": {"_type": "gradio.FileData"}}
+    assert _call_api(server, "on_upload", [photo]) == "error"
+    assert _call_api(server, "on_demo_input", [str(samples_dir / "img1.png")]) == "error"
+    assert _call_api(server, "on_demo_input", ["id00161_00_front-full.png"]) == "complete"
+
+
+def test_uploads_over_the_cap_are_refused(server):
+    import httpx
+
+    from pcdms.app import MAX_UPLOAD
+
+    too_big = int(MAX_UPLOAD.removesuffix("mb")) * 1024 * 1024 + 1024
+    refused = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.png", b"\0" * too_big)}, timeout=60)
+    assert refused.status_code == 413
+    accepted = httpx.post(f"{server}gradio_api/upload", files={"files": ("small.png", b"\0" * 1024)}, timeout=60)
+    assert accepted.status_code == 200
+
+
+def test_the_app_binds_to_this_machine_only_by_default():
+    from pcdms.cli import build_parser
+
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.port) == ("127.0.0.1", 7860)

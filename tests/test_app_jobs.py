@@ -1,0 +1,97 @@
+"""The app's job runner and run handler on the shipped demo model, without a browser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pcdms.app import DEMO_MODEL, model_name
+from pcdms.app.jobs import JobRequest, run_job, stage_steps
+from pcdms.app.poses import demo_inputs, gallery, to_model_frame
+from pcdms.cli import main
+from pcdms.imageio import load_image
+from pcdms.pose import read_openpose_json
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from pcdms.pipeline import PCDMsPipeline
+
+    return PCDMsPipeline.from_pretrained(DEMO_MODEL)
+
+
+@pytest.fixture(scope="module")
+def request_():
+    name = "id00161_00_front-full.png"
+    source = load_image(demo_inputs()[name])
+    source_pose = read_openpose_json(demo_inputs()[name].with_suffix(".json"))
+    target = to_model_frame(gallery()["front-walking"], 64, 44)
+    return JobRequest(source, source_pose, target, stages="full", steps=4, guidance=2.0, seed=5, refine_strength=0.5)
+
+
+def test_job_reports_every_step_previews_and_results_that_generate_replays(pipe, request_, tmp_path):
+    updates = list(run_job(pipe, request_, model_name(DEMO_MODEL)))
+    assert stage_steps(pipe, request_) == {"prior": 4, "inpaint": 4, "refine": 2}
+    steps = updates[:-1]
+    assert len(steps) == 4 + 4 + 2  # one update per denoising step of each stage, in order
+    assert [u.progress for u in steps][4] == {"prior": 1.0, "inpaint": 0.25, "refine": 0.0}
+    assert all(u.preview is None for u in steps[:4]) and steps[4].preview is not None  # no image for the prior
+    assert steps[4].preview.size == (44, 64)
+    final = updates[-1]
+    assert final.error is None and final.progress == {"prior": 1.0, "inpaint": 1.0, "refine": 1.0}
+    assert final.images[0].size == final.coarse_images[0].size == request_.source.size
+    files = {name.rsplit("/", 1)[-1]: name for name in final.files}
+    assert set(files) == {"result.png", "target_pose.json", "settings.json"}
+    assert read_openpose_json(files["target_pose.json"]).allclose(request_.target_pose, atol=1e-3)
+
+    source = tmp_path / "source.png"
+    request_.source.save(source)
+    assert main(["generate", "--settings", files["settings.json"], "--source", str(source), "--out",
+                 str(tmp_path / "out"), "--name", "again", "--device", "cpu", "--no-progress"]) == 0
+    again = np.asarray(Image.open(tmp_path / "out" / "again.png"), dtype=np.int16)
+    assert np.abs(again - np.asarray(final.images[0], dtype=np.int16)).max() <= 1
+
+
+def test_a_failed_job_is_reported_and_the_next_one_runs(pipe, request_, monkeypatch):
+    gradio = pytest.importorskip("gradio")  # noqa: F841 - the page module needs it
+    from pcdms.app.page import Page
+    from pcdms.app.poses import editor_value
+
+    page = Page(pipe, "demo")
+    source = {"image": request_.source, "pose": request_.source_pose, "note": ""}
+    editor = editor_value(request_.target_pose)
+    args = (source, editor, "B1", 2, 2.0, 0, 1, 1.0)
+    broken = type(pipe).__call__
+
+    def fail(self, *a, **k):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(type(pipe), "__call__", fail)
+    *_, last = page.on_run(*args)
+    assert "The job failed" in last[-1] and "out of memory (simulated)" in last[-1]
+    monkeypatch.setattr(type(pipe), "__call__", broken)
+    *running, last = page.on_run(*args)
+    assert last[-1].startswith("Done: 1 sample") and last[3][0][1].startswith("final (= coarse")
+    strips = [outputs[1] for outputs in running if isinstance(outputs[1], Image.Image)]
+    assert len(strips) == 2 and strips[1].width == 2 * strips[0].width  # the process grows while it runs
+    *_, nothing = page.on_run(None, editor, "B1", 2, 2.0, 0, 1, 1.0)
+    assert "Give a source photo" in nothing[-1]
+
+
+def test_pose_from_a_photo_goes_to_the_editor_in_the_model_frame_and_reset_returns_to_it(pipe, samples_dir):
+    pytest.importorskip("gradio")
+    from pcdms.app.page import Page
+    from pcdms.app.poses import mirror, pose_from_editor
+
+    page = Page(pipe, "demo")
+    start = page.initial_editor()
+    editor, picked, message = page.on_pose_photo(str(samples_dir / "img2.png"), start, None)
+    assert "Target pose taken from img2.png" in message
+    pose = pose_from_editor(editor)
+    assert (pose.height, pose.width) == (pipe.height, pipe.width) and pose.visible.sum() >= 12
+    assert picked.allclose(pose, atol=1e-3)
+    assert pose_from_editor(page.on_reset(picked)).allclose(pose, atol=1e-3)
+    assert not pose_from_editor(mirror(editor)).allclose(pose)
+    unchanged, kept, message = page.on_pose_photo(str(samples_dir / "img3.png"), editor, picked)
+    assert "No person found in img3.png" in message and unchanged is editor and kept is picked
