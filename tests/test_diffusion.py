@@ -121,15 +121,19 @@ def test_condition_dropout_is_independent_per_sample_and_per_condition():
     assert diffusion.drop_conditions(conds, 0.0)["a"] is conds["a"]
 
 
-def test_guidance_batches_cond_and_uncond_in_one_call_and_mixes_them():
+def guidance_case():
+    """A model x * c that records its batch sizes, inputs, and cond (c = 2) / uncond (c = 5) conditions."""
     calls = []
 
     def model(x, t, c):
         calls.append(x.shape[0])
         return x * c
 
-    x, t = torch.randn(3, 2), torch.tensor(7)
-    cond, uncond = {"c": torch.full((3, 1), 2.0)}, {"c": torch.full((3, 1), 5.0)}
+    return calls, model, torch.randn(3, 2), torch.tensor(7), {"c": torch.full((3, 1), 2.0)}, {"c": torch.full((3, 1), 5.0)}
+
+
+def test_guidance_batches_cond_and_uncond_in_one_call_and_mixes_them():
+    calls, model, x, t, cond, uncond = guidance_case()
     assert torch.equal(diffusion.guided(model, x, t, cond, uncond, 1.0), x * 2)
     assert calls == [3]  # w = 1: the conditional half only
     for w in (0.0, 0.5, 2.0, 7.5):
@@ -140,14 +144,7 @@ def test_guidance_batches_cond_and_uncond_in_one_call_and_mixes_them():
 
 
 def test_the_authors_guidance_runs_only_above_one_and_concatenates_once():
-    calls = []
-
-    def model(x, t, c):
-        calls.append(x.shape[0])
-        return x * c
-
-    x, t = torch.randn(3, 2), torch.tensor(7)
-    cond, uncond = {"c": torch.full((3, 1), 2.0)}, {"c": torch.full((3, 1), 5.0)}
+    calls, model, x, t, cond, uncond = guidance_case()
     for w in (0.0, 0.5, 1.0):  # diffusers' convention: scale <= 1 is the conditional model alone
         guidance = diffusion.Guidance(w, above_one=True)
         assert not guidance.enabled and torch.equal(guidance(model, x, t, guidance.batch(cond, uncond)), x * 2)

@@ -128,7 +128,9 @@ def test_tf_inception_features_equal_the_reference_package_path(photo_folder):
 
     extractor = TFInceptionFeatures(CPU)
     paths = list_images(photo_folder, "test")
-    ours = folder_features(paths, SIZE, Compute(CPU, batch_size=3, progress=False), [extractor], "t")["fid_tf"]
+    features, unreadable = folder_features(paths, SIZE, Compute(CPU, batch_size=3, progress=False), [extractor], "t")
+    assert unreadable == []
+    ours = features["fid_tf"]
 
     reference = FidHelper(":default_1", INPUT_RANGE_TF, (299, 299), "nv_bilinear_float", "cpu")
     reference.compute_eval_stat_from_dir(str(photo_folder), batch_size=1)

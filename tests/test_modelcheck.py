@@ -119,6 +119,16 @@ def test_only_training_needs_the_unet_and_the_kandinsky_prior(capsys, models):
     assert code == 1 and rows["Kandinsky-2.2 prior"][0] == "NO" and "2 required component(s) not ready" in out
 
 
+def test_the_simplified_model_needs_no_clip(capsys, models, tmp_path):
+    """The authors' simplified stage-2-only model has no prior: CLIP and the Kandinsky prior are not used."""
+    shutil.rmtree(models[0] / "clip-vit-h-14")
+    config = tmp_path / "simplified.yaml"
+    config.write_text(models[1].read_text().replace("inpaint:", "inpaint:\n  global_embed_dim: null", 1))
+    code, rows, out = check(capsys, models[0], config)
+    assert code == 0 and rows["CLIP ViT-H/14 vision"][-3:-1] == ["not", "used"], out
+    assert check(capsys, *models)[0] == 1  # the three-stage model does need it
+
+
 def test_a_truncated_weight_file_is_incomplete(capsys, models):
     weights = models[0] / "stable-diffusion-2-1-base" / "vae" / "diffusion_pytorch_model.safetensors"
     data = weights.read_bytes()

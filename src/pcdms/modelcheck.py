@@ -272,8 +272,11 @@ def _fit(component: Component, config: dict[str, Any], cfg: RunConfig) -> list[s
 def check_component(component: Component, cfg: RunConfig, model_dir: Path, purpose: str, load: bool) -> list[Status]:
     """One row per distinct folder the config names for `component` (the preset's folder when it names none)."""
     used = {}
+    no_prior = cfg.inpaint.global_embed_dim is None  # the simplified model: no stage 1, so no CLIP
     for key in component.keys:
         value = _get(cfg, key)
+        if no_prior and key.startswith(("encoders.clip.", "prior.")):
+            continue
         if value is not None and not (key.startswith("encoders.autoencoder") and cfg.encoders.autoencoder.kind != "sd-vae"):
             used.setdefault(resolve(value, model_dir), []).append(key)
     if not used:

@@ -49,8 +49,8 @@ def read_photo(path: str | Path, display_name: str, max_side: int = MAX_SIDE) ->
         raise PhotoError(f"{display_name} is not an image this page can read (PNG, JPEG, WebP, BMP, TIFF ...)") from None
     if width * height > MAX_UPLOAD_PIXELS:
         raise PhotoError(f"{display_name} is {width}x{height} px; photos up to {MAX_UPLOAD_PIXELS // 1_000_000} MP are accepted")
-    try:
-        image = load_image(path)
+    try:  # read at full size (uploads are capped above): the note below names the photo's own size
+        image = load_image(path, max_side=max(width, height))
     except ImageReadError:
         raise PhotoError(f"{display_name} is not an image this page can read") from None
     if max(image.size) <= max_side:
