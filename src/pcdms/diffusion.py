@@ -262,7 +262,7 @@ def _takes_prev_timestep(scheduler: Any) -> bool:
     return "prev_timestep" in inspect.signature(scheduler.step).parameters
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_loop(
     denoise_fn: DenoiseFn,
     scheduler: Any,
