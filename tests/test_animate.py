@@ -134,11 +134,15 @@ def test_video_with_frames_without_a_person_still_gives_a_video(tmp_path, sample
     assert len(list((out / "poses").glob("frame_*.json"))) == 7  # extracted poses are kept for a rerun
 
 
-@pytest.mark.parametrize("poses, message", [("dance", "neither a folder"), ("EMPTY", "no .json pose files")])
+@pytest.mark.parametrize("poses, message", [("dance", "neither a folder"), ("EMPTY", "no .json pose files"),
+                                            ("notes.txt", "not a video ffmpeg can read"), ("one.json", "one pose")])
 def test_bad_poses_argument_is_a_one_line_error(tmp_path, capsys, poses, message):
     if poses == "EMPTY":
         (tmp_path / "empty").mkdir()
         poses = tmp_path / "empty"
+    elif "." in poses:
+        (tmp_path / poses).write_text("hello")
+        poses = tmp_path / poses
     assert main(animate_args(tmp_path / "out", poses)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -81,6 +81,8 @@ def animate(
     num_inference_steps, guidance_scale). See the module docstring for noise, resuming and missing frames."""
     from tqdm.auto import tqdm
 
+    from pcdms.generate import save_atomic
+
     sequence = poses if isinstance(poses, PoseSequence) else PoseSequence(list(poses), [])
     if len(sequence) == 0:
         raise UserError("no poses to animate")
@@ -112,8 +114,6 @@ def animate(
         for i, image in _render(pipe, source_image, source_pose, sequence.poses, chunk, noise, seed, call, result):
             images[i] = image
             if frames_dir is not None:
-                from pcdms.generate import save_atomic
-
                 save_atomic(image, frame_path(frames_dir, i))
             result.made.append(i)
         bar.update(len(chunk))

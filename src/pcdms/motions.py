@@ -136,12 +136,11 @@ def walk(pose: Pose, frames: int = 24) -> list[Pose]:
     legs = {k: body.limb(_LEGS[k], body.side[k]) for k in "rl"}
     arms = {k: body.limb(_ARMS[k], body.side[k]) for k in "rl"}
     phase = 2 * np.pi * np.arange(frames) / 12.0
+    upper_body = [j for j in range(18) if j not in {x for leg in _LEGS.values() for x in leg[1:]}]
     out = []
     for p in phase:
         xy = body.xy.copy()
-        bob = -0.04 * body.torso * abs(np.sin(p))  # the body rises a little at each stride
-        upper_joints = [j for j in range(18) if j not in {x for leg in _LEGS.values() for x in leg[1:]}]
-        xy[upper_joints, 1] += bob
+        xy[upper_body, 1] -= 0.04 * body.torso * abs(np.sin(p))  # the body rises a little at each stride
         for k, sign in (("r", 1.0), ("l", -1.0)):
             lift = max(0.0, sign * np.sin(p))  # this knee's share of the stride
             thigh, shin, a, _ = legs[k]

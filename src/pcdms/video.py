@@ -23,6 +23,12 @@ class VideoInfo:
     frames: int  # as counted by decoding
 
 
+def _why(err: BaseException) -> str:
+    """ffmpeg's last line of complaint (its messages carry the whole banner)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1].rstrip(")") if lines else type(err).__name__
+
+
 def _ffmpeg():
     import imageio_ffmpeg
 
@@ -36,7 +42,7 @@ def read_frames(path: str | Path, limit: int | None = None) -> Iterator[np.ndarr
         reader = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
     except (OSError, RuntimeError, StopIteration) as err:
-        raise UserError(f"{path}: not a video ffmpeg can read ({str(err).strip().splitlines()[-1] if str(err) else err!r})") from None
+        raise UserError(f"{path}: not a video ffmpeg can read ({_why(err)})") from None
     width, height = meta["size"]
     try:
         for index, data in enumerate(reader):
@@ -56,7 +62,7 @@ def video_info(path: str | Path) -> VideoInfo:
         reader.close()
         frames, _ = _ffmpeg().count_frames_and_secs(str(path))
     except (OSError, RuntimeError, StopIteration) as err:
-        raise UserError(f"{path}: not a video ffmpeg can read ({err})") from None
+        raise UserError(f"{path}: not a video ffmpeg can read ({_why(err)})") from None
     return VideoInfo(float(meta.get("fps") or 0.0), tuple(meta["size"]), int(frames))
 
 

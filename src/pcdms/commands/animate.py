@@ -66,6 +66,8 @@ def load_sequence(args: argparse.Namespace, source_pose, out: Path):
     poses = Path(args.poses)
     if poses.is_dir():
         sequence = sequences.from_folder(poses, args.frames)
+    elif poses.is_file() and poses.suffix.lower() == ".json":
+        raise UserError(f"--poses {poses}: one JSON file is one pose; give the folder of a sequence's JSON files")
     elif poses.is_file():
         sequence = sequences.from_video(poses, out / "poses", args.frames, progress=not args.no_progress)
     elif args.poses in MOTIONS:
