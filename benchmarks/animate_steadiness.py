@@ -111,10 +111,16 @@ def main() -> None:
                 Path(args.save).mkdir(parents=True, exist_ok=True)
                 grid = np.concatenate([np.concatenate([np.asarray(f) for f in row], 1) for row in sheet], 0)
                 Image.fromarray(grid).save(Path(args.save) / f"id{identity}_{motion}.png")
-            print(f"id {identity} {motion}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+            print(f"id {identity} {motion} ({time.perf_counter() - start:.0f} s):", flush=True)
+            table({s: [v[-1]] for s, v in rows.items()})
     count = args.identities * len(MOTIONS)
-    print(f"\n{count} sequences ({args.identities} identities x {', '.join(MOTIONS)}), {args.frames} frames each, "
-          f"demo model, {args.steps or pipe.sample.num_inference_steps} steps")
+    print(f"\nmean of {count} sequences ({args.identities} identities x {', '.join(MOTIONS)}), {args.frames} frames "
+          f"each, demo model, {args.steps or pipe.sample.num_inference_steps} steps")
+    table(rows)
+
+
+def table(rows: dict[tuple[str, str], list[dict]]) -> None:
+    """One line per setting: the mean over sequences of each figure."""
     print(f"{'noise':7} {'stages':6} {'SSIM':>6} {'L1':>6} {'flicker':>8} {'truth':>6} {'ratio':>6} {'temporal':>9}")
     for (noise, stages), values in rows.items():
         mean = {k: float(np.mean([v[k] for v in values])) for k in values[0]}

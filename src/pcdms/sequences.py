@@ -80,7 +80,10 @@ def from_video(path: str | Path, cache: str | Path, limit: int | None = None, pr
     try:
         frames = read_frames(path, limit=total)
         for index in tqdm(range(total), desc="poses from video", unit="frame", disable=not progress):
-            frame = next(frames)
+            frame = next(frames, None)
+            if frame is None:  # fewer frames than the count said: stop at the last one decoded
+                sequence.names = sequence.names[:index]
+                break
             file = cache / f"frame_{index:05d}.json"
             if file.is_file():
                 pose = read_openpose_json(file)
