@@ -6,8 +6,10 @@ change from frame to frame. What steadies them here, all inside the paper's mode
 - shared starting noise (`noise="shared"`, the default): every frame starts every stage from the same noise,
   drawn from one seed, so with the deterministic DDIM sampler two frames differ only through their poses.
   `noise="fresh"` seeds frame i from (seed, i), as `pcdms generate` seeds pairs;
-- the source's conditions (CLIP embedding, DINOv2 tokens, masked canvas) depend only on the source, and
-  frames go through `PCDMsPipeline.batch` `batch_size` at a time;
+- frames go through `PCDMsPipeline.batch` `batch_size` at a time, with the source pose given once (never
+  re-extracted). The source's conditions (CLIP embedding, DINOv2 tokens, masked-canvas latents) depend only
+  on the source, but `batch` has no public way to take them precomputed, so it encodes the source once per
+  frame; the result is the same, only the time is not;
 - `stages="B2"` (prior + inpaint; paper Sec. 4.2) skips the refiner, whose second draw of noise repaints
   texture (measured by `benchmarks/animate_steadiness.py`).
 
