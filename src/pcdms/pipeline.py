@@ -382,3 +382,10 @@ class PCDMsPipeline:
             if getattr(self, name) is None:
                 raise UserError(f"stage '{name}' was asked for but this pipeline has no {name} model")
         return run
+
+    def animate(self, source_image: Image.Image, poses: Sequence[Pose | None], **kwargs: Any) -> Any:
+        """The person of `source_image` in each pose of a sequence, steady across frames: see
+        `pcdms.animate.animate` (returns an `Animation` whose `frames` are the images)."""
+        from pcdms.animate import animate
+
+        return animate(self, source_image, poses, **kwargs)

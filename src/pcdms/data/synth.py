@@ -224,13 +224,21 @@ def render_sample(identity: Identity, seed: int, number: int, height: int, width
     rng = np.random.default_rng([seed, identity.index, number])
     figure, view, visible = build_figure(identity, rng)
     figure, crop = place(figure, identity.look, height, width, rng)
+    return paint_figure(identity, figure, visible, height, width, rng, f"{view}-{crop}")
+
+
+def paint_figure(identity: Identity, figure: Figure, visible: np.ndarray, height: int, width: int,
+                 rng: np.random.Generator, tag: str = "") -> Sample:
+    """Draw a figure placed in the supersampled canvas (`place`) on a studio backdrop drawn from `rng`;
+    `visible` (18,) marks the joints an annotator would see. Also how a posed figure of one's own (a motion's
+    frame) gets its true image."""
     feet = figure.joints[[10, 13]].mean(axis=0)
     painter = Painter(_background(height * SUPERSAMPLE, width * SUPERSAMPLE, rng, feet[1] + 0.02 * figure.scale, feet[0]))
     draw_person(painter, identity.look, figure)
     pose = Pose(figure.joints / SUPERSAMPLE, visible, height, width)
     pose = Pose(pose.xy, pose.inside(), height, width)  # a crop hides the joints outside the frame
     covered = (painter.ids > 0).reshape(height, SUPERSAMPLE, width, SUPERSAMPLE).any(axis=(1, 3))
-    return Sample(painter.finish(), pose, f"{view}-{crop}", covered)
+    return Sample(painter.finish(), pose, tag, covered)
 
 
 # ---------------------------------------------------------------------- the dataset
