@@ -112,7 +112,8 @@ def test_shared_noise_keeps_frames_closer_than_fresh_noise_for_one_pose():
     frames = {noise: [np.asarray(f, dtype=np.float32) for f in pipe.animate(
         source, poses, source_pose=pose, noise=noise, progress=False, num_inference_steps=2).frames]
         for noise in ("shared", "fresh")}
-    assert all(np.array_equal(frames["shared"][0], f) for f in frames["shared"][1:])
+    # one image up to float noise: rows of one batch may round differently on several threads (1 grey level)
+    assert all(np.abs(frames["shared"][0] - f).max() <= 1 for f in frames["shared"][1:])
     assert np.abs(frames["fresh"][0] - frames["fresh"][1]).mean() > 1.0
 
 
