@@ -155,3 +155,29 @@ def test_a_batch_of_pairs_gives_each_pair_what_a_single_call_gives(monkeypatch, 
     alone = pipe(sources[1], None, stages="refine", coarse_image=sources[0], num_inference_steps=2,
                  generator=torch.Generator().manual_seed(1))
     assert np.abs(_pixels(refined[1].images) - _pixels(alone.images)).max() <= 1
+
+
+def test_a_source_given_for_many_frames_is_encoded_once(pipe, source):
+    """The frames of an animation share one source: CLIP, DINOv2 and the masked-canvas VAE run once for it
+    (and stage 3 reuses stage 2's DINOv2 tokens), and the frames equal separate calls."""
+    calls = {"clip": 0, "dino": 0}
+    originals = {name: getattr(pipe.encoders, name).forward for name in calls}
+
+    def counting(name):
+        def forward(images):
+            calls[name] += images.shape[0]
+            return originals[name](images)
+        return forward
+
+    poses = [_pose(1), _pose(2), _pose(3)]
+    try:
+        for name in calls:
+            getattr(pipe.encoders, name).forward = counting(name)
+        frames = pipe.batch([source] * 3, poses, [_pose(0)] * 3, num_inference_steps=2,
+                            generators=[torch.Generator().manual_seed(5) for _ in range(3)])
+    finally:
+        for name, forward in originals.items():
+            getattr(pipe.encoders, name).forward = forward
+    assert calls == {"clip": 1, "dino": 1}
+    single = pipe(source, poses[2], _pose(0), num_inference_steps=2, generator=torch.Generator().manual_seed(5))
+    assert np.abs(np.asarray(frames[2].images[0], np.int16) - np.asarray(single.images[0], np.int16)).max() <= 1

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_config
-from pcdms.data.canvas import split_canvas
+from pcdms.data.canvas import make_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import Encoders, build_encoders
 from pcdms.errors import UserError
@@ -232,6 +232,12 @@ class PCDMsPipeline:
         fits = [Fit.of(*image.size, h, w, self.stretch) for image in images]
         device = self.inpaint.device if self.inpaint is not None else self.refine.device
         source = torch.cat([to_tensor(fit.image_in(image, h, w)) for fit, image in zip(fits, images)]).to(device)
+        # a source given several times (the frames of an animation) is encoded once: `unique` rows, `index` back
+        first: dict[int, int] = {}
+        index = torch.tensor([first.setdefault(id(image), i) for i, image in enumerate(source_images)], device=device)
+        unique = torch.tensor(sorted(first.values()), device=device)
+        index = torch.searchsorted(unique, index)
+        source_once = source[unique]
 
         def rows(x: torch.Tensor) -> torch.Tensor:  # (B, ...) per pair -> (B * n, ...) per sample
             return x.repeat_interleave(n, dim=0)
@@ -257,15 +263,17 @@ class PCDMsPipeline:
         if "inpaint" in run:
             src_kp, src_render, tgt_kp, tgt_render = self._pose_inputs(fits, source_poses, target_poses)
             if "prior" in run:
-                source_embeds = self.encoders.clip(source.to(self.encoders.clip.device))
+                source_embeds = self.encoders.clip(source_once.to(self.encoders.clip.device)).to(device)[index]
                 target_embeds = self.sample_prior(
                     rows(source_embeds), rows(src_kp), rows(tgt_kp), noise(self.prior.cfg.embed_dim, dtype=self.prior.dtype),
                     num_inference_steps=steps, guidance_scale=guidance_scale, generator=step_generator,
                     callback=None if callback is None else (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
             elif target_embeds is not None:
                 target_embeds = rows(target_embeds.reshape(count, -1).to(device))
-            conditions = self.inpaint.encode_conditions(self.encoders, source, src_render.to(device),
-                                                        tgt_render.to(device))
+            once = self.inpaint.encode_conditions(self.encoders, source_once, src_render[unique.cpu()].to(device),
+                                                  tgt_render[unique.cpu()].to(device))
+            conditions = {"masked_latents": once["masked_latents"][index], "image_tokens": once["image_tokens"][index],
+                          "pose_canvas": make_canvas(src_render, tgt_render).to(device)}
             global_embeds = (None if not self.inpaint.uses_global_embeds else target_embeds
                              if target_embeds is not None
                              else torch.zeros(count * n, self.inpaint.cfg.global_embed_dim, device=device))
@@ -281,7 +289,9 @@ class PCDMsPipeline:
                                 for image in coarse_images]).to(device)
         final = coarse
         if "refine" in run:
-            conditions = self.refine.encode_conditions(self.encoders, source, coarse)
+            tokens = conditions["image_tokens"] if "inpaint" in run else None  # DINOv2 of the source, once
+            conditions = self.refine.encode_conditions(self.encoders, source_once, coarse, image_tokens=tokens)
+            conditions["image_tokens"] = conditions["image_tokens"] if tokens is not None else conditions["image_tokens"][index]
             coarse_latents = conditions["coarse_latents"]
             if coarse_images is not None:  # one per pair: shared by the pair's samples
                 coarse_latents = rows(coarse_latents)

@@ -68,12 +68,14 @@ class RefineModel(StageModel):
 
     @torch.no_grad()
     def encode_conditions(self, encoders: Encoders, source_image: torch.Tensor, coarse_image: torch.Tensor,
-                          generator: diffusion.Generator = None) -> dict[str, torch.Tensor]:
+                          generator: diffusion.Generator = None,
+                          image_tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """`coarse_latents` and `image_tokens` from the source and the coarse image, (B, 3, H, W) in [-1, 1].
-        A VAE posterior is sampled with `generator`, or its mean without one (the same conditions every run)."""
+        A VAE posterior is sampled with `generator`, or its mean without one (the same conditions every run).
+        `image_tokens`: the source's DINOv2 tokens when already computed (stage 2 has them): not recomputed."""
         coarse = encoders.autoencoder.encode(coarse_image.to(encoders.autoencoder.device), generator,
                                              deterministic=generator is None)
-        tokens = encoders.dino(source_image.to(encoders.dino.device))
+        tokens = image_tokens if image_tokens is not None else encoders.dino(source_image.to(encoders.dino.device))
         return {"coarse_latents": coarse.to(self.device, self.dtype), "image_tokens": tokens.to(self.device, self.dtype)}
 
     def training_loss(self, batch: dict[str, Any], encoders: Encoders, generator: diffusion.Generator = None) -> torch.Tensor:
