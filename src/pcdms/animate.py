@@ -7,9 +7,8 @@ change from frame to frame. What steadies them here, all inside the paper's mode
   drawn from one seed, so with the deterministic DDIM sampler two frames differ only through their poses.
   `noise="fresh"` seeds frame i from (seed, i), as `pcdms generate` seeds pairs;
 - frames go through `PCDMsPipeline.batch` `batch_size` at a time, with the source pose given once (never
-  re-extracted). The source's conditions (CLIP embedding, DINOv2 tokens, masked-canvas latents) depend only
-  on the source, but `batch` has no public way to take them precomputed, so it encodes the source once per
-  frame; the result is the same, only the time is not;
+  re-extracted) and the same source image for every frame, which `batch` encodes once per batch (CLIP
+  embedding, DINOv2 tokens, masked-canvas latents: they depend only on the source);
 - `stages="B2"` (prior + inpaint; paper Sec. 4.2) skips the refiner, whose second draw of noise repaints
   texture (measured by `benchmarks/animate_steadiness.py`).
 
