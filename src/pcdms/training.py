@@ -199,6 +199,8 @@ def train(
         save_config(cfg, run_dir)
 
     model = model_class(getattr(cfg, stage))
+    if cfg.train.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
     encoders = build_encoders(cfg.encoders).to(accelerator.device)
     if stage == "refine" and cfg.data.coarse_dir is None:
         raise UserError(

@@ -53,6 +53,10 @@ class StageModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Training recomputes activations in the backward pass (the UNet's blocks; the prior overrides)."""
+        self.unet.enable_gradient_checkpointing()
+
     @property
     def noise_scheduler(self) -> Any:
         """The training `DDPMScheduler` of `cfg.schedule` (built on first use, on the CPU)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from diffusers import PriorTransformer
 from torch import nn
 
@@ -66,6 +67,12 @@ class PriorModel(StageModel):
         if cfg.pretrained_path is not None:
             self._init_from_kandinsky(cfg.pretrained_path)
 
+    checkpointing = False
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Training recomputes each transformer block's activations in the backward pass."""
+        self.checkpointing = True
+
     # ------------------------------------------------------------ embedding normalisation
     def normalize(self, embeds: torch.Tensor) -> torch.Tensor:
         """CLIP embedding -> the diffused space: (e + shift) / scale."""
@@ -109,8 +116,11 @@ class PriorModel(StageModel):
              self.prd_embedding.to(condition_tokens.dtype).expand(batch, -1, -1)],
             dim=1,
         ) + self.positional_embedding  # (B, 6, W)
-        for block in self.transformer_blocks:
-            tokens = block(tokens)  # no attention mask: every token sees every other
+        for block in self.transformer_blocks:  # no attention mask: every token sees every other
+            if self.checkpointing and torch.is_grad_enabled():
+                tokens = torch.utils.checkpoint.checkpoint(block, tokens, use_reentrant=False)
+            else:
+                tokens = block(tokens)
         return self.proj_to_clip_embeddings(self.norm_out(tokens[:, -1]))  # (B, D)
 
     # ------------------------------------------------------------ training
