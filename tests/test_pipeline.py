@@ -181,3 +181,8 @@ def test_a_source_given_for_many_frames_is_encoded_once(pipe, source):
     assert calls == {"clip": 1, "dino": 1}
     single = pipe(source, poses[2], _pose(0), num_inference_steps=2, generator=torch.Generator().manual_seed(5))
     assert np.abs(np.asarray(frames[2].images[0], np.int16) - np.asarray(single.images[0], np.int16)).max() <= 1
+
+
+def test_zero_steps_is_refused_not_replaced_by_the_default(pipe, source):
+    with pytest.raises(UserError, match="num_inference_steps must be at least 1, got 0"):
+        pipe(source, _pose(1), _pose(0), num_inference_steps=0)

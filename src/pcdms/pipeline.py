@@ -223,7 +223,9 @@ class PCDMsPipeline:
         run = self._stages(stages, target_embeds, coarse_images)
         if "inpaint" in run and any(p is None for p in target_poses):
             raise UserError("a target pose is needed to run stage 2")
-        steps = num_inference_steps or self.sample.num_inference_steps
+        if num_inference_steps is not None and num_inference_steps < 1:
+            raise UserError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
+        steps = num_inference_steps if num_inference_steps is not None else self.sample.num_inference_steps
         h, w, n = self.height, self.width, num_samples
         images = [image.convert("RGB") for image in source_images]
         if "inpaint" in run:
@@ -352,7 +354,8 @@ class PCDMsPipeline:
         """A stage's sampler arguments: the config's steps, guidance, scheduler and recipe unless overridden."""
         scale = guidance_scale if guidance_scale is not None else getattr(self.sample, f"{stage}_guidance_scale")
         return {"scheduler": self.scheduler_for(stage), "recipe": self.sample.recipe,
-                "num_inference_steps": num_inference_steps or self.sample.num_inference_steps,
+                "num_inference_steps": num_inference_steps if num_inference_steps is not None
+                else self.sample.num_inference_steps,
                 "guidance_scale": scale, "generator": generator, "callback": callback}
 
     def scheduler_for(self, stage: str) -> Any:
