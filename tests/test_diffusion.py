@@ -134,11 +134,16 @@ def guidance_case():
 
 def test_guidance_batches_cond_and_uncond_in_one_call_and_mixes_them():
     calls, model, x, t, cond, uncond = guidance_case()
-    assert torch.equal(diffusion.guided(model, x, t, cond, uncond, 1.0), x * 2)
+
+    def guided(w: float) -> torch.Tensor:  # this project's guidance: on whenever w != 1
+        guidance = diffusion.Guidance(w)
+        return guidance(model, x, t, guidance.batch(cond, uncond))
+
+    assert torch.equal(guided(1.0), x * 2)
     assert calls == [3]  # w = 1: the conditional half only
     for w in (0.0, 0.5, 2.0, 7.5):
         calls.clear()
-        out = diffusion.guided(model, x, t, cond, uncond, w)
+        out = guided(w)
         assert calls == [6]  # one call on [uncond; cond]
         assert torch.allclose(out, w * (x * 2) + (1 - w) * (x * 5))
 

@@ -75,11 +75,6 @@ def detect_stage(state: Mapping[str, torch.Tensor]) -> tuple[str | None, list[st
     return None, []
 
 
-def rename_authors_keys(state: Mapping[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
-    """The authors' key names -> ours, by the stage class's documented prefix renames."""
-    return STAGE_CLASSES[stage].from_authors_names(state)
-
-
 def infer_architecture(state: Mapping[str, torch.Tensor], stage: str) -> dict[str, Any]:
     """Config values (dotted key -> value) that the shapes of a state dict in OUR names determine.
 

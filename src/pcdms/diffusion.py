@@ -165,7 +165,7 @@ def drop_conditions(
 ) -> dict[str, torch.Tensor]:
     """Zero each condition of each sample independently with probability `prob` (classifier-free training).
 
-    Every tensor is (B, ...); a dropped entry becomes zeros, the same null input `guided` uses for the
+    Every tensor is (B, ...); a dropped entry becomes zeros, the null input `Guidance` gives the
     unconditional branch. The draws come from `generator` in the order of `conditions`' keys.
     """
     if prob <= 0:
@@ -224,19 +224,6 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -
     dims = list(range(1, cond.ndim))
     rescaled = guided * (cond.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
     return rescale * rescaled + (1.0 - rescale) * guided
-
-
-def guided(
-    model_fn: Callable[..., torch.Tensor],
-    x: torch.Tensor,
-    t: torch.Tensor,
-    cond: Mapping[str, torch.Tensor],
-    uncond: Mapping[str, torch.Tensor],
-    scale: float,
-) -> torch.Tensor:
-    """One guided evaluation `model_fn(x, t, **conditions)` (this project's `Guidance`, batched halves)."""
-    guidance = Guidance(scale)
-    return guidance(model_fn, x, t, guidance.batch(cond, uncond))
 
 
 def predicted_x0(scheduler: Any, model_input: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

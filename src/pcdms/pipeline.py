@@ -233,13 +233,13 @@ class PCDMsPipeline:
                             for image, pose in zip(images, source_poses)]
         fits = [Fit.of(*image.size, h, w, self.stretch) for image in images]
         device = self.inpaint.device if self.inpaint is not None else self.refine.device
-        source = torch.cat([to_tensor(fit.image_in(image, h, w)) for fit, image in zip(fits, images)]).to(device)
-        # a source given several times (the frames of an animation) is encoded once: `unique` rows, `index` back
-        first: dict[int, int] = {}
-        index = torch.tensor([first.setdefault(id(image), i) for i, image in enumerate(source_images)], device=device)
-        unique = torch.tensor(sorted(first.values()), device=device)
-        index = torch.searchsorted(unique, index)
-        source_once = source[unique]
+        # a source given several times (the frames of an animation) is fitted and encoded once: row k of
+        # `source_once` is the k-th distinct source, `index[i]` the row of pair i
+        slots: dict[int, int] = {}
+        slot_of = [slots.setdefault(id(image), len(slots)) for image in source_images]
+        unique = [slot_of.index(k) for k in range(len(slots))]  # each distinct source's first pair
+        index = torch.tensor(slot_of, device=device)
+        source_once = torch.cat([to_tensor(fits[i].image_in(images[i], h, w)) for i in unique]).to(device)
 
         def rows(x: torch.Tensor) -> torch.Tensor:  # (B, ...) per pair -> (B * n, ...) per sample
             return x.repeat_interleave(n, dim=0)
@@ -272,8 +272,8 @@ class PCDMsPipeline:
                     callback=None if callback is None else (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
             elif target_embeds is not None:
                 target_embeds = rows(target_embeds.reshape(count, -1).to(device))
-            once = self.inpaint.encode_conditions(self.encoders, source_once, src_render[unique.cpu()].to(device),
-                                                  tgt_render[unique.cpu()].to(device))
+            once = self.inpaint.encode_conditions(self.encoders, source_once, src_render[unique].to(device),
+                                                  tgt_render[unique].to(device))
             conditions = {"masked_latents": once["masked_latents"][index], "image_tokens": once["image_tokens"][index],
                           "pose_canvas": make_canvas(src_render, tgt_render).to(device)}
             global_embeds = (None if not self.inpaint.uses_global_embeds else target_embeds
@@ -291,14 +291,13 @@ class PCDMsPipeline:
                                 for image in coarse_images]).to(device)
         final = coarse
         if "refine" in run:
-            tokens = conditions["image_tokens"] if "inpaint" in run else None  # DINOv2 of the source, once
+            tokens = once["image_tokens"] if "inpaint" in run else None  # stage 2's DINOv2 tokens: not recomputed
             conditions = self.refine.encode_conditions(self.encoders, source_once, coarse, image_tokens=tokens)
-            conditions["image_tokens"] = conditions["image_tokens"] if tokens is not None else conditions["image_tokens"][index]
             coarse_latents = conditions["coarse_latents"]
             if coarse_images is not None:  # one per pair: shared by the pair's samples
                 coarse_latents = rows(coarse_latents)
             refined = self.sample_refine(
-                coarse_latents, rows(conditions["image_tokens"]), noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
+                coarse_latents, rows(conditions["image_tokens"][index]), noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
                 num_inference_steps=steps, guidance_scale=guidance_scale, generator=step_generator,
                 callback=observer("refine", self.encoders.autoencoder.decode, steps))
             final = self.encoders.autoencoder.decode(refined)

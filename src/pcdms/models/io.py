@@ -162,18 +162,12 @@ class StageModel(nn.Module):
 
     def load_authors_checkpoint(self, path: str | Path) -> None:
         """Load the authors' released weights for this stage (DeepSpeed `.pt` or a safetensors file)."""
-        renamed = self.from_authors_names(read_authors_state(path))
+        renamed = self.from_authors_names(read_checkpoint(path).state)
         if self.stage != "prior" and any(k.startswith("pose_encoder.") for k in renamed):
             raise UserError(f"{path} holds stage-1 (prior) weights, not {self.stage} weights (a known mix-up in "
                             "the authors' release)")
         with torch.no_grad():
             _check_and_copy(self, renamed, str(path))
-
-
-def read_authors_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensor state dict of a checkpoint file, read safely (`pcdms.checkpoints.read_checkpoint`: refuses
-    code payloads, truncated files and files without tensors)."""
-    return read_checkpoint(path).state
 
 
 def _check_and_copy(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
