@@ -75,14 +75,13 @@ def animate(
     seed: int = 0,
     batch_size: int = 4,
     frames_dir: str | Path | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
     **call: Any,
 ) -> Animation:
     """Generate the person of `source_image` in each pose; `call` goes to `PCDMsPipeline.batch` (stages,
     num_inference_steps, guidance_scale). See the module docstring for noise, resuming and missing frames."""
-    from tqdm.auto import tqdm
-
     from pcdms.generate import save_atomic
+    from pcdms.progress import Progress, resolve_mode
 
     sequence = poses if isinstance(poses, PoseSequence) else PoseSequence(list(poses), [])
     if len(sequence) == 0:
@@ -109,7 +108,7 @@ def animate(
             result.resumed.append(i)
         else:
             todo.append(i)
-    bar = tqdm(total=len(todo), desc="animate", unit="frame", disable=not progress)
+    bar = Progress(len(todo), "animate", "frame", resolve_mode(progress))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         for i, image in _render(pipe, source_image, source_pose, sequence.poses, chunk, noise, seed, call, result):

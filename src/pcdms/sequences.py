@@ -63,12 +63,12 @@ def from_folder(folder: str | Path, limit: int | None = None) -> PoseSequence:
     return sequence
 
 
-def from_video(path: str | Path, cache: str | Path, limit: int | None = None, progress: bool = True) -> PoseSequence:
+def from_video(path: str | Path, cache: str | Path, limit: int | None = None,
+               progress: bool | str = True) -> PoseSequence:
     """Extract a pose per video frame (mediapipe, `pcdms.extract`). Each frame's pose is written to
     `cache/frame_NNNNN.json` as soon as it is found and read back on a rerun, so a killed job does not redo it."""
-    from tqdm.auto import tqdm
-
     from pcdms.extract import PoseExtractor
+    from pcdms.progress import Progress, resolve_mode
     from pcdms.video import read_frames, video_info
 
     info = video_info(path)
@@ -77,9 +77,10 @@ def from_video(path: str | Path, cache: str | Path, limit: int | None = None, pr
     cache.mkdir(parents=True, exist_ok=True)
     sequence = PoseSequence([], [f"frame {i}" for i in range(total)], fps=info.fps or None)
     extractor = None
+    bar = Progress(total, "poses from video", "frame", resolve_mode(progress))
     try:
         frames = read_frames(path, limit=total)
-        for index in tqdm(range(total), desc="poses from video", unit="frame", disable=not progress):
+        for index in range(total):
             frame = next(frames, None)
             if frame is None:  # fewer frames than the count said: stop at the last one decoded
                 sequence.names = sequence.names[:index]
@@ -99,7 +100,9 @@ def from_video(path: str | Path, cache: str | Path, limit: int | None = None, pr
             if pose is None:
                 sequence.problems[index] = "no person found"
             sequence.poses.append(pose)
+            bar.update(1)
     finally:
+        bar.close()
         if extractor is not None:
             extractor.close()
     return sequence

@@ -62,6 +62,7 @@ def load_sequence(args: argparse.Namespace, source_pose, out: Path):
     """The pose sequence of --poses, steadied and fitted to the source as the options say."""
     from pcdms import sequences
     from pcdms.motions import MOTIONS
+    from pcdms.progress import choose_mode
 
     poses = Path(args.poses)
     if poses.is_dir():
@@ -69,7 +70,7 @@ def load_sequence(args: argparse.Namespace, source_pose, out: Path):
     elif poses.is_file() and poses.suffix.lower() == ".json":
         raise UserError(f"--poses {poses}: one JSON file is one pose; give the folder of a sequence's JSON files")
     elif poses.is_file():
-        sequence = sequences.from_video(poses, out / "poses", args.frames, progress=not args.no_progress)
+        sequence = sequences.from_video(poses, out / "poses", args.frames, progress=choose_mode(args.no_progress))
     elif args.poses in MOTIONS:
         return sequences.from_motion(args.poses, source_pose, args.frames)
     else:
@@ -103,7 +104,9 @@ def run_animate(args: argparse.Namespace) -> int:
     from pcdms.commands.generate import load_pipeline, load_pose
     from pcdms.imageio import load_image
     from pcdms.pipeline import extract_pose
+    from pcdms.progress import choose_mode
     from pcdms.sequences import pose_fingerprint
+    from pcdms.validation import prepare_output_dir
     from pcdms.video import write_gif, write_mp4
 
     if args.fps is not None and args.fps <= 0:
@@ -111,8 +114,7 @@ def run_animate(args: argparse.Namespace) -> int:
     source = load_image(args.source)
     source_pose = (load_pose(args.source_pose, "--source-pose") if args.source_pose
                    else extract_pose(source, f"--source '{args.source}'"))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(args.out)
     sequence = load_sequence(args, source_pose, out)
     settings = {"model": str(Path(args.model).resolve()), "source": hashlib.sha256(Path(args.source).read_bytes()).hexdigest(),
                 "poses": pose_fingerprint(sequence.poses), "source_pose": pose_fingerprint([source_pose]),
@@ -121,7 +123,7 @@ def run_animate(args: argparse.Namespace) -> int:
     claim(out, settings)
     pipe = load_pipeline(args, out)
     result = pipe.animate(source, sequence, source_pose=source_pose, noise=args.noise, seed=args.seed,
-                          batch_size=args.batch_size, frames_dir=out / "frames", progress=not args.no_progress,
+                          batch_size=args.batch_size, frames_dir=out / "frames", progress=choose_mode(args.no_progress),
                           stages=args.stages, num_inference_steps=args.steps, guidance_scale=args.guidance)
     frames = result.frames
     if args.side_by_side:

@@ -33,7 +33,7 @@ only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network.""
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from pcdms.commands.common import pick_device
+    from pcdms.validation import resolve_device
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
@@ -43,5 +43,5 @@ def run_app(args: argparse.Namespace) -> int:
         raise UserError(f"the app needs gradio (pip install 'gradio==6.31.0'): {err}") from None
     from pcdms.app import serve
 
-    serve(args.model, args.host, args.port, pick_device(args.device), block=True)
+    serve(args.model, args.host, args.port, resolve_device(args.device), block=True)
     return 0

@@ -37,9 +37,3 @@ def dry_run(args: argparse.Namespace, cfg: RunConfig) -> bool:
         return True
     return False
 
-
-def pick_device(name: str | None) -> str:
-    """--device, or cuda when a GPU is present, else cpu; a device that is not here is a UserError."""
-    from pcdms.validation import resolve_device
-
-    return resolve_device(name)
