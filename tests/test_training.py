@@ -70,6 +70,34 @@ def test_refine_trains_on_exported_coarse_images(tmp_path, synth_root, capsys):
     RefineModel.from_pretrained(tmp_path / "r" / "model")
 
 
+def test_export_coarse_with_prior_makes_the_images_generation_makes(tmp_path, synth_root):
+    """--prior: stage 2 gets the prior's embedding, as at generation, so stage 3 trains on test-time inputs."""
+    import numpy as np
+
+    from pcdms.generate import dataset_items
+    from pcdms.pipeline import PCDMsPipeline
+
+    torch.manual_seed(0)
+    PriorModel(load_config("tiny").prior).save_pretrained(tmp_path / "prior")
+    InpaintModel(load_config("tiny").inpaint).save_pretrained(tmp_path / "inpaint")
+    common = ["--inpaint", str(tmp_path / "inpaint"), "--no-progress", "--config", "tiny", "--limit", "2",
+              f"data.root={synth_root}", "sample.num_inference_steps=2"]
+    assert main(["export-coarse", *common, "--out", str(tmp_path / "gt")]) == 0
+    assert main(["export-coarse", *common, "--prior", str(tmp_path / "prior"), "--out", str(tmp_path / "p")]) == 0
+    cfg = load_config("tiny", [f"data.root={synth_root}", "sample.num_inference_steps=2"])
+    pipe = PCDMsPipeline.from_stages(cfg, tmp_path / "inpaint", tmp_path / "prior")
+    job = dataset_items(pipe, synth_root, "train", tmp_path / "unused", limit=2)
+    for item in job.items:
+        inputs = item.prepare()
+        expected = pipe(inputs["source_image"], inputs["target_pose"], inputs["source_pose"], stages="B2",
+                        generator=inputs["generator"]).images[0]
+        name = item.paths[0].name
+        exported = np.asarray(Image.open(tmp_path / "p" / name), dtype=np.int16)
+        assert np.abs(exported - np.asarray(expected, dtype=np.int16)).max() <= 1
+        with_truth = np.asarray(Image.open(tmp_path / "gt" / name), dtype=np.int16)
+        assert np.abs(exported - with_truth).max() > 8  # the ground-truth embedding gives another image
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_root):
     overrides = [f"data.root={synth_root}", "train.checkpoint_every=2", "data.flip_prob=0.5", *FAST]
     straight = train("inpaint", load_config("tiny", overrides + ["train.max_steps=4"]), tmp_path / "a", progress=False)

@@ -17,10 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 Run the trained inpainting model (stage 2) over every pair of a split, feeding it the target's
 ground-truth CLIP embedding as the authors do, and write <from>_to_<to>.png per pair. Stage 3
 then trains on them:  pcdms train --stage refine ... data.coarse_dir=<this --out>.
+With --prior, stage 2 gets the prior's predicted embedding instead: coarse images made the way
+generation makes them (what the shipped demo's refiner trains on).
 Rerunning skips finished images; `accelerate launch -m pcdms.cli export-coarse ...` shares the
 pairs across processes.""",
     )
     parser.add_argument("--inpaint", required=True, help="the stage-2 model folder (a training run's model/)")
+    parser.add_argument("--prior", default=None,
+                        help="a stage-1 model folder: feed stage 2 the prior's embedding, as generation does, "
+                             "instead of the target's ground-truth CLIP embedding")
     parser.add_argument("--out", required=True, help="output folder for the coarse images")
     parser.add_argument("--split", default=None, help="dataset split (default: data.train_split)")
     parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N pairs")
@@ -54,17 +59,22 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     save_config(cfg, out)
     check_weight_files(args.inpaint, "--inpaint")
+    if args.prior is not None:
+        check_weight_files(args.prior, "--prior")
     state = PartialState()
     mode = choose_mode(args.no_progress)
     quiet_library_bars(mode, state.is_main_process)
-    pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, device=device)
+    pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, prior=args.prior, device=device)
     split = args.split or cfg.data.train_split
-    rows = [("inpaint", f"{args.inpaint}, fed each target's ground-truth CLIP embedding"),
+    fed = ("the prior's embedding (" + args.prior + ")" if args.prior is not None
+           else "each target's ground-truth CLIP embedding")
+    rows = [("inpaint", f"{args.inpaint}, fed {fed}"),
             *split_rows(cfg.data.root, split, args.limit, (pipe.width, pipe.height), pipe.stretch, cfg.data.format)]
     say(inference_summary(f"export-coarse {split}", pipe, rows, out, args.batch_size, state.num_processes), mode,
         state.is_main_process)
     job = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,
-                        ground_truth_embeds=True, stages=("inpaint",))
+                        ground_truth_embeds=args.prior is None,
+                        stages=("inpaint",) if args.prior is None else ("prior", "inpaint"))
     report = run_items(job, f"export-coarse {split}", progress=mode, batch_size=args.batch_size)
     print(report.summary())
     return 1 if report.failed else 0
