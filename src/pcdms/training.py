@@ -260,7 +260,7 @@ def train(
     loss_step = _LossStep(model, encoders)
     loss_step, optimizer, loader, lr_schedule = accelerator.prepare(loss_step, optimizer, loader, lr_schedule)
     model = accelerator.unwrap_model(loss_step).stage
-    half_precision = zero.autocast(accelerator)  # DeepSpeed only; accelerate autocasts the other launches
+    half_precision = zero.autocast(accelerator)  # DeepSpeed bf16/fp16 only: accelerate autocasts the rest
     if accelerator.is_main_process:
         accelerator.init_trackers("pcdms")
 

@@ -9,8 +9,10 @@ optimiser. This module keeps the run what `train.*` says and the checkpoints pic
 - `check_and_fill`: the engine's gradient clipping and accumulation come from `train.max_grad_norm` and
   `train.gradient_accumulation_steps` (a different value in the accelerate config is refused, not silently
   used); ZeRO-3 is refused (it shards the weights themselves, which EMA and `save_pretrained` read whole);
-- `autocast`: the engine's weights are bf16/fp16 but the frozen encoders and the batch are fp32, so the loss
-  runs under `torch.autocast` (accelerate only autocasts outside DeepSpeed);
+- `autocast`: the engine casts the trained weights to bf16/fp16 and accelerate autocasts only outside
+  DeepSpeed, so without it every op of the loss (norms, softmax, the MSE) would run in half precision; under
+  `torch.autocast` they run in fp32 as in accelerate's own mixed precision (the stages cast their inputs to
+  their weights' dtype either way);
 - `save_partition` / `load_partition`: each process's slice of the optimiser (fp32 masters, Adam moments) as
   safetensors + JSON (`zero-<process>.*`), since the ZeRO optimiser's `state_dict` is per process and nested.
 """
