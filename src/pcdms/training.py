@@ -232,6 +232,7 @@ def train(
     dataset = PairDataset(
         cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width, flip_prob=cfg.data.flip_prob,
         format=cfg.data.format, coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, seed=tc.seed,
+        cache_mb=cfg.data.cache_mb,
     )
     global_batch = tc.batch_size * accelerator.num_processes
     if len(dataset) < global_batch:
@@ -241,8 +242,12 @@ def train(
         )
     if mode != "off" and accelerator.is_main_process:
         say(training_summary(stage, cfg, dataset, run_dir, accelerator.device, accelerator.num_processes), mode)
+    workers = cfg.data.num_workers
+    # persistent workers keep their image caches from epoch to epoch (the epoch reaches them: PairDataset)
     loader = DataLoader(
-        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers
+        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+        persistent_workers=workers > 0, prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        pin_memory=accelerator.device.type == "cuda",
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
