@@ -61,6 +61,7 @@ def test_clipping_and_accumulation_come_from_the_train_config():
     (_deepspeed_run(gradient_clipping=1.0), "train.max_grad_norm"),
     (_deepspeed_run(gradient_accumulation_steps=2), "train.gradient_accumulation_steps"),
     (_deepspeed_run(stage=3), "ZeRO stage 3"),
+    (_deepspeed_run(stage=0), "ZeRO stage 0"),
 ])
 def test_a_deepspeed_config_that_disagrees_is_refused_by_name(run, named):
     with pytest.raises(UserError, match=named):

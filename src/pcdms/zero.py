@@ -8,7 +8,8 @@ optimiser. This module keeps the run what `train.*` says and the checkpoints pic
 
 - `check_and_fill`: the engine's gradient clipping and accumulation come from `train.max_grad_norm` and
   `train.gradient_accumulation_steps` (a different value in the accelerate config is refused, not silently
-  used); ZeRO-3 is refused (it shards the weights themselves, which EMA and `save_pretrained` read whole);
+  used); stages other than 1 and 2 are refused (ZeRO-3 shards the weights themselves, which EMA and
+  `save_pretrained` read whole; stage 0 keeps its optimiser state in another layout);
 - `autocast`: the engine casts the trained weights to bf16/fp16 and accelerate autocasts only outside
   DeepSpeed, so without it every op of the loss (norms, softmax, the MSE) would run in half precision; under
   `torch.autocast` they run in fp32 as in accelerate's own mixed precision (the stages cast their inputs to
@@ -48,11 +49,11 @@ def check_and_fill(accelerator: Any, max_grad_norm: float, gradient_accumulation
     ds_plugin = plugin(accelerator)
     if ds_plugin is None:
         return
-    if ds_plugin.zero_stage not in (0, 1, 2):
+    if ds_plugin.zero_stage not in (1, 2):
         raise UserError(
-            f"the accelerate config asks for DeepSpeed ZeRO stage {ds_plugin.zero_stage}; pcdms trains with stages "
-            "0-2 (ZeRO-3 shards the weights, which EMA and checkpoints read whole): use "
-            "configs/accelerate/deepspeed_zero2.yaml"
+            f"the accelerate config asks for DeepSpeed ZeRO stage {ds_plugin.zero_stage}; pcdms trains with stage 1 "
+            "or 2 (ZeRO-3 shards the weights, which EMA and checkpoints read whole; stage 0 keeps another optimiser "
+            "state than the one pcdms checkpoints): use configs/accelerate/deepspeed_zero2.yaml"
         )
     config = ds_plugin.deepspeed_config
     wanted = {"gradient_clipping": float(max_grad_norm), "gradient_accumulation_steps": gradient_accumulation_steps}
