@@ -161,7 +161,8 @@ def _child(stage: str, args: argparse.Namespace) -> None:
         records = [json.loads(line) for line in log.read_text().splitlines()]
     row = step_figures(records, args.warmup)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.cuda.empty_cache() if device == "cuda" else None
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the run's own tensors are gone; count on a clean allocator
     row["train_flops_per_step"], row["encoder_flops_per_step"] = count_flops(stage, cfg, device)
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = args.peak_tflops or (peak_tflops(device_name, cfg.train.mixed_precision) if device == "cuda" else None)
