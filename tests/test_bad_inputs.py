@@ -329,6 +329,8 @@ BAD_CONFIG = [
     ("sample.latent_clip=0", "sample.latent_clip", "> 0 or null"),
     ("data.flip_prob=2", "data.flip_prob", "in [0, 1]"),
     ("data.num_workers=-1", "data.num_workers", ">= 0"),
+    ("data.prefetch_factor=0", "data.prefetch_factor", ">= 1"),
+    ("data.cache_mb=-1", "data.cache_mb", ">= 0"),
     ("data.height=0", "data.height", ">= 1"),
     ("prior.cond_drop_prob=1", "prior.cond_drop_prob", "in [0, 1)"),
     ("inpaint.noise_offset=-0.1", "inpaint.noise_offset", ">= 0"),

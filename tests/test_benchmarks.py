@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -36,3 +40,34 @@ def test_sampling_calls_reports_each_stage(tmp_path):
     assert set(stages) == {"authors-tiny/prior", "authors-tiny/inpaint", "authors-tiny/refine"}
     # the UNet once per step; the pose embedding once; the token projections (DINOv2 MLP, global token) twice
     assert stages["authors-tiny/inpaint"]["module_calls"] == 2 + 1 + 2 * 2
+
+
+def test_train_speed_reports_every_figure_per_stage_on_real_photos(tmp_path, samples_dir):
+    out = run("train_speed.py", "--preset", "tiny", "--steps", "5", "--stages", "refine",
+              "--photos", str(samples_dir), "--photo-size", "128x88", "--peak-tflops", "0.5",
+              "--json", str(tmp_path / "speed.json"))
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [r["stage"] for r in rows] == ["refine"]
+    for row in rows:
+        for key in ("steps_per_s", "images_per_s", "peak_memory_bytes", "train_flops_per_step", "achieved_tflops",
+                    "mfu"):
+            assert math.isfinite(row[key]) and row[key] > 0, key
+        assert 0 <= row["data_wait_share"] <= 1
+        assert row["images_per_s"] == pytest.approx(row["steps_per_s"] * 4)  # the tiny preset's batch
+        assert row["mfu"] == pytest.approx(row["achieved_tflops"] / 0.5)
+    assert rows[0]["encoder_flops_per_step"] > 0  # stage 3 encodes the source with DINOv2
+    for header in ("steps/s", "images/s", "data wait", "peak MiB", "train GFLOP", "enc. GFLOP", "MFU"):
+        assert header in out
+    assert "%" in out.splitlines()[2] and "n/a" not in out.splitlines()[2]
+
+
+def test_train_speed_peaks_by_gpu_name():
+    spec = importlib.util.spec_from_file_location("train_speed", BENCHMARKS / "train_speed.py")
+    train_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_speed)
+    assert train_speed.peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.4
+    assert train_speed.peak_tflops("NVIDIA H100 PCIe", "fp16") == 756.0
+    assert train_speed.peak_tflops("NVIDIA H200", "no") == 66.9
+    assert train_speed.peak_tflops("NVIDIA A100-SXM4-80GB", "bf16") == 312.0
+    assert train_speed.peak_tflops("NVIDIA GeForce RTX 4090", "no") == 82.6
+    assert train_speed.peak_tflops("Some Other GPU", "bf16") is None

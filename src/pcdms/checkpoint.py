@@ -70,10 +70,14 @@ def load_rng_state(folder: Path, process: int) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def save_training_state(folder: Path, optimizer: Any, lr_schedule: Any, ema: Any | None, scaler: Any | None) -> None:
-    """Optimiser, LR schedule, EMA and gradient scaler (main process only; they are the same everywhere)."""
+def save_training_state(folder: Path, optimizer: Any | None, lr_schedule: Any, ema: Any | None,
+                        scaler: Any | None) -> None:
+    """Optimiser, LR schedule, EMA and gradient scaler (main process only; they are the same everywhere).
+
+    optimizer None: its state is saved elsewhere (DeepSpeed ZeRO: one slice per process, `pcdms.zero`).
+    """
     tensors: dict[str, torch.Tensor] = {}
-    opt = optimizer.state_dict()
+    opt = optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": None}
     scalars: dict[str, dict[str, Any]] = {}
     for param, state in opt["state"].items():
         for name, value in state.items():
@@ -94,8 +98,13 @@ def save_training_state(folder: Path, optimizer: Any, lr_schedule: Any, ema: Any
     (folder / STATE_JSON).write_text(json.dumps(info))
 
 
-def load_training_state(folder: Path, optimizer: Any, lr_schedule: Any, ema: Any | None, scaler: Any | None) -> None:
-    """Inverse of `save_training_state`; a checkpoint that lacks these files is refused (never unpickled)."""
+def load_training_state(folder: Path, optimizer: Any | None, lr_schedule: Any, ema: Any | None, scaler: Any | None,
+                        with_ema: bool | None = None) -> None:
+    """Inverse of `save_training_state`; a checkpoint that lacks these files is refused (never unpickled).
+
+    optimizer None: restored elsewhere (`pcdms.zero`). with_ema: whether the run keeps EMA weights (default:
+    `ema is not None`; processes other than the main one keep none but still check the checkpoint agrees).
+    """
     if not (folder / STATE_JSON).is_file():
         pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".pkl", ".bin"))
         raise UserError(
@@ -113,10 +122,14 @@ def load_training_state(folder: Path, optimizer: Any, lr_schedule: Any, ema: Any
         prefix = f"optimizer.{param}."
         state[param] = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         state[param].update(saved["scalars"].get(str(param), {}))
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in saved["param_groups"]]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in saved["param_groups"] or []]
+    if optimizer is not None:
+        if saved["param_groups"] is None:
+            raise UserError(f"{folder} was written by a DeepSpeed run (its optimiser is in zero-*.safetensors): "
+                            "resume it under the same `accelerate launch --config_file ...`")
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
     lr_schedule.load_state_dict(info["lr_schedule"])
-    if (ema is not None) != bool(info["ema"]):
+    if (ema is not None if with_ema is None else with_ema) != bool(info["ema"]):
         raise UserError(f"{folder} was saved {'with' if info['ema'] else 'without'} EMA weights: resume with the "
                         "same train.ema_decay (0 or not)")
     if ema is not None:

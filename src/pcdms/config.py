@@ -198,7 +198,10 @@ class DataConfig:
     test_split: str = "test"
     flip_prob: float = 0.0  # horizontal flip augmentation (keypoints swap left/right)
     coarse_dir: str | None = None  # stage 3: stage-2 images <from>_to_<to>.png (`pcdms export-coarse`)
-    num_workers: int = 2
+    num_workers: int = 2  # loader processes (kept across epochs), 0: load in the training process
+    prefetch_factor: int = 2  # batches each loader process prepares ahead
+    # decoded, resized images and pose renders kept in memory, per loader process, up to this many MiB (0: none)
+    cache_mb: int = 1024
 
 
 @dataclass

@@ -154,6 +154,10 @@ def training_summary(stage: str, cfg: RunConfig, dataset: PairDataset, run_dir: 
         ("data", f"{data.root}, split '{split.split}' ({split.format} format): {len(dataset):,} pairs of "
                  f"{len(split.images):,} images" + (f", flipped with p={data.flip_prob}" if data.flip_prob else "")),
         ("images", dataset_fit(list(split.images.values()), model, "train")),
+        ("loader", (f"{data.num_workers} worker process{'es' if data.num_workers != 1 else ''}, "
+                    f"{data.prefetch_factor} batches ahead each" if data.num_workers else "in the training process")
+                   + (f"; decoded images and pose renders cached up to {data.cache_mb:,} MiB per process"
+                      if data.cache_mb else "; no cache (data.cache_mb=0)")),
     ]
     if stage == "refine":
         rows.append(("coarse", f"stage-2 images from {data.coarse_dir}, resized to {_wxh(model)} likewise"))

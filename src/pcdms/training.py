@@ -5,7 +5,8 @@ a seeded data order, atomic checkpoints that resume at the same step and data po
 start-up summary (`pcdms.summary`) and progress (`pcdms.progress`: a bar in a terminal, else a line every
 `train.log_every` steps or minute with step, loss, learning rate, steps/s, data wait, peak memory and ETA; the
 same records in `<run>/logs/progress.jsonl`). Multi-GPU and multi-node runs go through `accelerate launch`;
-nothing here is device-specific.
+nothing here is device-specific. Under DeepSpeed ZeRO-2 (`configs/accelerate/deepspeed_zero2.yaml`) the loop
+is the same; `pcdms.zero` holds what differs (settings from the train config, autocast, optimiser slices).
 
 A checkpoint folder `checkpoint-<step>/` holds `model/` (+ `model_ema/`) in the stage's `save_pretrained` format
 and the rest of the training state (optimiser, LR schedule, EMA, gradient scaler, RNG) as safetensors and JSON
@@ -84,6 +85,18 @@ def step_generator(seed: int, step: int, process: int, micro: int, device: torch
     return generator
 
 
+def _ema_update(decay: float) -> Callable[..., None]:
+    """EMA step that also averages half-precision weights (DeepSpeed bf16/fp16) into the fp32 EMA copy."""
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+    update = get_ema_multi_avg_fn(decay)
+
+    def averaged(ema_params: list, model_params: list, count: torch.Tensor) -> None:
+        update(ema_params, [p.to(e.dtype) for e, p in zip(ema_params, model_params)], count)
+
+    return averaged
+
+
 def _warmup_then_constant(warmup_steps: int) -> Callable[[int], float]:
     return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
@@ -102,7 +115,7 @@ class TrainResult:
 
 
 def _resume_step(accelerator: Any, run_dir: Path, resume: bool, model: nn.Module, optimizer: Any,
-                 lr_schedule: Any, ema: Any) -> int:
+                 lr_schedule: Any, ema: Any, with_ema: bool) -> int:
     checkpoints = list_checkpoints(run_dir)
     if not resume:
         if checkpoints:
@@ -115,11 +128,15 @@ def _resume_step(accelerator: Any, run_dir: Path, resume: bool, model: nn.Module
         if accelerator.is_main_process:
             print(f"--resume: no checkpoint in {run_dir} yet, so this is a new run from step 0", flush=True)
         return 0
-    from pcdms import checkpoint
+    from pcdms import checkpoint, zero
 
     newest = checkpoints[-1]
-    checkpoint.load_training_state(newest, optimizer, lr_schedule, ema, accelerator.scaler)
+    sharded = zero.plugin(accelerator) is not None
+    checkpoint.load_training_state(newest, None if sharded else optimizer, lr_schedule, ema, accelerator.scaler,
+                                   with_ema=with_ema)
     checkpoint.load_model_weights(model, newest / "model")
+    if sharded:
+        zero.load_partition(newest, optimizer, accelerator.process_index, accelerator.num_processes)
     checkpoint.load_rng_state(newest, accelerator.process_index)
     step = int(json.loads((newest / "trainer_state.json").read_text())["step"])
     accelerator.print(f"resumed from {checkpoints[-1]} at step {step}")
@@ -130,7 +147,7 @@ def _save_checkpoint(
     accelerator: Any, run_dir: Path, step: int, model: nn.Module, optimizer: Any, lr_schedule: Any, ema: Any,
     keep: int, loss: float,
 ) -> Path:
-    from pcdms import checkpoint
+    from pcdms import checkpoint, zero
 
     final = run_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
     tmp = run_dir / f"{final.name}.tmp"
@@ -139,9 +156,12 @@ def _save_checkpoint(
     accelerator.wait_for_everyone()
     tmp.mkdir(parents=True, exist_ok=True)
     checkpoint.save_rng_state(tmp, accelerator.process_index)
-    accelerator.wait_for_everyone()  # every process's RNG file is in before the folder is completed and renamed
+    sharded = zero.plugin(accelerator) is not None
+    if sharded:  # ZeRO: each process holds its own slice of the optimiser
+        zero.save_partition(tmp, optimizer, accelerator.process_index)
+    accelerator.wait_for_everyone()  # every process's files are in before the folder is completed and renamed
     if accelerator.is_main_process:
-        checkpoint.save_training_state(tmp, optimizer, lr_schedule, ema, accelerator.scaler)
+        checkpoint.save_training_state(tmp, None if sharded else optimizer, lr_schedule, ema, accelerator.scaler)
         model.save_pretrained(tmp / "model")
         if ema is not None:
             ema.module.save_pretrained(tmp / "model_ema")
@@ -171,12 +191,13 @@ def train(
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
     from torch.utils.data import DataLoader
 
     from pcdms.progress import Progress, quiet_library_bars, resolve_mode, say
     from pcdms.summary import training_summary
 
+    from pcdms import zero
     from pcdms.data.dataset import PairDataset
     from pcdms.encoders import build_encoders
 
@@ -191,6 +212,7 @@ def train(
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=tc.seed),
+        step_scheduler_with_optimizer=False,  # stepped by hand once per optimiser step (warm-up in those steps)
     )
     set_seed(tc.seed, device_specific=True)
     mode = resolve_mode(progress)
@@ -210,6 +232,7 @@ def train(
     dataset = PairDataset(
         cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width, flip_prob=cfg.data.flip_prob,
         format=cfg.data.format, coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, seed=tc.seed,
+        cache_mb=cfg.data.cache_mb,
     )
     global_batch = tc.batch_size * accelerator.num_processes
     if len(dataset) < global_batch:
@@ -219,8 +242,12 @@ def train(
         )
     if mode != "off" and accelerator.is_main_process:
         say(training_summary(stage, cfg, dataset, run_dir, accelerator.device, accelerator.num_processes), mode)
+    workers = cfg.data.num_workers
+    # persistent workers keep their image caches from epoch to epoch (the epoch reaches them: PairDataset)
     loader = DataLoader(
-        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=cfg.data.num_workers
+        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+        persistent_workers=workers > 0, prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        pin_memory=accelerator.device.type == "cuda",
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -229,12 +256,16 @@ def train(
     )
     # Stepped by hand once per optimiser step, so warm-up is counted in optimiser steps on any number of GPUs.
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_then_constant(tc.warmup_steps))
-    loss_step = _LossStep(model, encoders)
-    loss_step, optimizer, loader = accelerator.prepare(loss_step, optimizer, loader)
-    model = accelerator.unwrap_model(loss_step).stage
+    # EMA weights live on the main process only (it alone saves and previews them), in fp32, copied before
+    # `prepare` (DeepSpeed bf16/fp16 casts the trained weights to half precision there).
     ema = None
-    if tc.ema_decay > 0:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
+    if tc.ema_decay > 0 and accelerator.is_main_process:
+        ema = AveragedModel(model, multi_avg_fn=_ema_update(tc.ema_decay), use_buffers=True).to(accelerator.device)
+    zero.check_and_fill(accelerator, tc.max_grad_norm, tc.gradient_accumulation_steps)
+    loss_step = _LossStep(model, encoders)
+    loss_step, optimizer, loader, lr_schedule = accelerator.prepare(loss_step, optimizer, loader, lr_schedule)
+    model = accelerator.unwrap_model(loss_step).stage
+    half_precision = zero.autocast(accelerator)  # DeepSpeed bf16/fp16 only: accelerate autocasts the rest
     if accelerator.is_main_process:
         accelerator.init_trackers("pcdms")
 
@@ -244,7 +275,7 @@ def train(
 
         preview = preview_batch(cfg, stage, encoders=encoders)
 
-    step = _resume_step(accelerator, run_dir, resume, model, optimizer, lr_schedule, ema)
+    step = _resume_step(accelerator, run_dir, resume, model, optimizer, lr_schedule, ema, tc.ema_decay > 0)
     batches_per_epoch = len(loader)
     batches_done = step * tc.gradient_accumulation_steps
     epoch, skip = divmod(batches_done, batches_per_epoch)
@@ -262,7 +293,8 @@ def train(
             with accelerator.accumulate(loss_step):
                 generator = step_generator(tc.seed, step, accelerator.process_index, micro, accelerator.device)
                 micro = (micro + 1) % tc.gradient_accumulation_steps
-                loss = loss_step(batch, generator)
+                with half_precision:
+                    loss = loss_step(batch, generator)
                 if not bool(torch.isfinite(accelerator.gather(loss.detach().float().reshape(1))).all()):
                     bar.close()
                     kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"

@@ -121,6 +121,8 @@ CONFIG_RANGES: dict[str, Range] = {
     "data.width": COUNT,
     "data.flip_prob": PROB,
     "data.num_workers": NONNEG,
+    "data.prefetch_factor": COUNT,
+    "data.cache_mb": NONNEG,
     # training
     "train.batch_size": COUNT,
     "train.gradient_accumulation_steps": COUNT,

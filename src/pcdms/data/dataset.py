@@ -1,5 +1,10 @@
 """The training dataset: one (source, target) pair per item, images resized and poses rendered on the fly.
 
+Each image is decoded and resized, and each pose rendered, once per loader process: the results are kept
+(uint8, at the model's size) up to `cache_mb` MiB, so later epochs and other pairs of the same person read
+them from memory (decoding and resizing a DeepFashion photo costs far more than a small network's step).
+Flipped images are mirrored from the cached array, the same pixels as mirroring the PIL image.
+
 Serves all three PCDMs stages (paper Sec. 3; `shared/REFERENCE.md` Sec. 1 and 4). Skeleton images are drawn
 from the keypoints at the model's size (`pcdms.pose.render_skeleton`), so no pre-rendered pose files are
 needed: the authors never shipped theirs. Batches after the default collate:
@@ -12,11 +17,12 @@ needed: the authors never shipped theirs. Batches after the default collate:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
 from pcdms.data.formats import ImageEntry, PairRecord, SplitData, load_split
@@ -42,8 +48,8 @@ def load_person_image(entry: ImageEntry, height: int, width: int) -> Image.Image
     return image
 
 
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float32 (3, H, W) in [-1, 1]."""
+def image_to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """PIL RGB (or its uint8 (H, W, 3) array) -> float32 (3, H, W) in [-1, 1]."""
     array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
     # transpose in numpy: torch's threaded permute().contiguous() took ~9 ms per image on a busy 2-core CPU
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -51,8 +57,12 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
 
 def pose_image_tensor(keypoints: np.ndarray, height: int, width: int) -> torch.Tensor:
     """Normalised keypoints (18, 2) -> skeleton render float32 (3, H, W) in [0, 1]."""
-    render = render_skeleton(keypoints, height, width).transpose(2, 0, 1).astype(np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(render))
+    return _unit_range(render_skeleton(keypoints, height, width))
+
+
+def _unit_range(render: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(render.transpose(2, 0, 1).astype(np.float32) / 255.0))
 
 
 class PairDataset(Dataset):
@@ -64,6 +74,8 @@ class PairDataset(Dataset):
     run sees the same flips as an uninterrupted one; `set_epoch` (called by accelerate's loader) varies it.
     coarse_dir: stage 3's inputs, `<coarse_dir>/<from>_to_<to>.png` per pair (`pcdms export-coarse`); each
     item then also holds `coarse_image` (3, H, W) in [-1, 1].
+    cache_mb: decoded, resized images and pose renders kept per process, up to this many MiB (0: none). The
+    epoch lives in shared memory, so `set_epoch` reaches the copies in persistent loader workers.
     """
 
     def __init__(
@@ -76,6 +88,7 @@ class PairDataset(Dataset):
         format: str = "auto",
         coarse_dir: str | Path | None = None,
         seed: int = 0,
+        cache_mb: float = 0,
     ) -> None:
         if height <= 0 or width <= 0:
             raise UserError(f"image size must be positive, got {height}x{width}")
@@ -85,7 +98,11 @@ class PairDataset(Dataset):
         self.pairs = self.data.pairs
         self.height, self.width = height, width
         self.flip_prob = flip_prob
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: dict[tuple, np.ndarray] = {}
+        self._cached_bytes = 0
         self.coarse_dir = None if coarse_dir is None else Path(coarse_dir)
         if self.coarse_dir is not None:
             from pcdms.generate import output_stem
@@ -98,8 +115,39 @@ class PairDataset(Dataset):
                     f"(first: {', '.join(missing[:3])}): run `pcdms export-coarse` for split '{split}' first"
                 )
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
+
+    def _cached(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """`make()` once per key while the cache has room (read-only arrays: callers copy before changing)."""
+        value = self._cache.get(key)
+        if value is None:
+            value = make()
+            if self._cached_bytes + value.nbytes <= self.cache_bytes:
+                value.flags.writeable = False
+                self._cache[key] = value
+                self._cached_bytes += value.nbytes
+        return value
+
+    def _image(self, name: str) -> np.ndarray:
+        """uint8 (H, W, 3) of image `name` at the model's size (`load_person_image`)."""
+        entry = self.data.images[name]
+        return self._cached(("image", name), lambda: np.asarray(load_person_image(entry, self.height, self.width)))
+
+    def _pose(self, keypoints: np.ndarray, name: str, flip: bool) -> np.ndarray:
+        """uint8 (H, W, 3) skeleton render of `keypoints` (image `name`'s, flipped or not)."""
+        return self._cached(("pose", name, flip), lambda: render_skeleton(keypoints, self.height, self.width))
+
+    def _coarse(self, index: int) -> np.ndarray:
+        def read() -> np.ndarray:
+            coarse = load_image(self.coarse_paths[index])
+            return np.asarray(coarse.resize((self.width, self.height), Image.Resampling.BICUBIC))
+
+        return self._cached(("coarse", index), read)
 
     def _flip(self, index: int) -> bool:
         if self.flip_prob <= 0:
@@ -115,17 +163,16 @@ class PairDataset(Dataset):
         flip = self._flip(index)
         item: dict = {}
         for role, name in (("source", pair.source), ("target", pair.target)):
-            entry = self.data.images[name]
-            image = load_person_image(entry, self.height, self.width)
-            keypoints = entry.keypoints
+            image = self._image(name)
+            keypoints = self.data.images[name].keypoints
             if flip:
-                image = ImageOps.mirror(image)
+                image = image[:, ::-1]  # the pixels of ImageOps.mirror
                 keypoints = flip_normalized(keypoints)
             item[f"{role}_image"] = image_to_tensor(image)
-            item[f"{role}_pose_image"] = pose_image_tensor(keypoints, self.height, self.width)
+            item[f"{role}_pose_image"] = _unit_range(self._pose(keypoints, name, flip))
             item[f"{role}_keypoints"] = torch.from_numpy(np.array(keypoints, dtype=np.float32))
             item[f"{role}_name"] = name
         if self.coarse_dir is not None:
-            coarse = load_image(self.coarse_paths[index]).resize((self.width, self.height), Image.Resampling.BICUBIC)
-            item["coarse_image"] = image_to_tensor(ImageOps.mirror(coarse) if flip else coarse)
+            coarse = self._coarse(index)
+            item["coarse_image"] = image_to_tensor(coarse[:, ::-1] if flip else coarse)
         return item
