@@ -225,7 +225,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             line = sorted((r for r in rows if r["scheduler"] == scheduler and not r["limited"] and r[name] is not None),
                           key=lambda r: r["rows_per_image"])
             ax.errorbar([r["rows_per_image"] for r in line], [r[name] for r in line],
-                        yerr=[r[f"{name}_spread"] for r in line], marker="o", capsize=3, label=f"{scheduler}, guided every step")
+                        yerr=[r[f"{name}_spread"] for r in line], marker="o", capsize=3,
+                        label=f"{scheduler}, guided every step")
         limited = [r for r in rows if r["limited"] and r[name] is not None]
         if limited:
             ax.errorbar([r["rows_per_image"] for r in limited], [r[name] for r in limited],
@@ -303,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     if intervals and not get_recipe(base.recipe).limited_guidance:
         print(f"the model's recipe '{base.recipe}' guides every step: guidance intervals not run")
         intervals = []
-    settings = grid(args.schedulers, args.steps, intervals, base.scheduler, args.interval_steps or base.num_inference_steps)
+    interval_steps = args.interval_steps or base.num_inference_steps
+    settings = grid(args.schedulers, args.steps, intervals, base.scheduler, interval_steps)
     meta = {"model": str(model), "data": str(data), "split": args.split, "size": args.size, "device": device,
             "threads": torch.get_num_threads(), "fid": not args.no_fid}
     results_file = out / "results.json"
