@@ -143,7 +143,7 @@ def test_the_authors_recipes_refuse_a_limited_interval(pipe):
         pipe.prior.sample(**raw, num_inference_steps=2, recipe="authors", guidance_interval=(0.0, 0.5))
 
 
-def test_generate_takes_the_interval_as_a_sample_override_and_saves_it(tmp_path, pipe, capsys):
+def test_generate_and_refine_take_the_interval_as_a_sample_override_and_save_it(tmp_path, pipe, capsys):
     from pcdms.cli import main
     from pcdms.data.synth import generate as synth
 
@@ -155,6 +155,12 @@ def test_generate_takes_the_interval_as_a_sample_override_and_saves_it(tmp_path,
     assert main([*run, "--out", str(tmp_path / "out"), "sample.guidance_interval=[0.2,0.8]"]) == 0
     assert load_config(str(tmp_path / "out" / "config.yaml")).sample.guidance_interval == (0.2, 0.8)
     assert len(list((tmp_path / "out").glob("*_to_*.png"))) == 1
+    refined = tmp_path / "refined"  # refine takes them too, also after its list of --images
+    assert main(["refine", "--model", str(model), "--images", str(tmp_path / "out"), "--dataset", str(data),
+                 "--split", "test", "--out", str(refined), "--steps", "2", "--no-progress", "--device", "cpu",
+                 "sample.guidance_interval=[0.0,0.5]"]) == 0
+    assert load_config(str(refined / "config.yaml")).sample.guidance_interval == (0.0, 0.5)
+    assert len(list(refined.glob("*_to_*.png"))) == 1
     capsys.readouterr()
     for bad, says in (("sample.guidance_interval=[0.9,0.1]", "sample.guidance_interval"),
                       ("train.max_steps=3", "only sampling settings")):

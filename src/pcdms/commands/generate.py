@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from pcdms.errors import UserError
@@ -253,6 +254,10 @@ def run_refine(args: argparse.Namespace) -> int:
 
     out = prepare_output_dir(args.out)
     check_model_folder(args.model)
+    # `--images a.png sample.key=value`: argparse gives the override to --images (nargs="+"); take it back
+    overrides = [item for item in args.images if re.match(r"^sample\.\w+=", item)]
+    args.images = [item for item in args.images if item not in overrides]
+    args.overrides = [*args.overrides, *overrides]
     files: list[Path] = []
     for item in args.images:
         path = Path(item)
