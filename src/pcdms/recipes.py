@@ -70,4 +70,4 @@ def check_guidance_interval(recipe: str | Recipe, interval: tuple[float, float])
     recipe = get_recipe(recipe)
     if tuple(interval) != (0.0, 1.0) and not recipe.limited_guidance:
         raise ConfigError(f"sample.guidance_interval={list(interval)} needs sample.recipe=pcdms: the '{recipe.name}' "
-                        "recipe reproduces the authors' loops, which guide every step; leave it at [0.0, 1.0]")
+                          "recipe reproduces the authors' loops, which guide every step; leave it at [0.0, 1.0]")
