@@ -237,6 +237,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                             textcoords="offset points", xytext=(5, 5), fontsize=8)
         ax.set_xlabel("network rows per image (a guided step counts 2)")
         ax.set_ylabel(name + (" (higher is better)" if name.startswith("ssim") else " (lower is better)"))
+        ax.ticklabel_format(axis="y", useOffset=False)  # the values themselves, not offsets from one
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -330,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     (out / "quality_calls.md").write_text(table)
     results_file.write_text(json.dumps(saved | {"table": rows}, indent=2))
-    plot(rows, out / "quality_calls.png", f"{Path(meta['model']).name} on {args.split}, seeds {args.seeds}")
+    plot(rows, out / "quality_calls.png", f"{'/'.join(Path(meta['model']).parts[-2:])} on {args.split}, seeds {args.seeds}")
     print(f"wrote {out / 'quality_calls.md'}, {results_file} and {out / 'quality_calls.png'}")
     return 0
 
