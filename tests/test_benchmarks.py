@@ -71,3 +71,35 @@ def test_train_speed_peaks_by_gpu_name():
     assert train_speed.peak_tflops("NVIDIA A100-SXM4-80GB", "bf16") == 312.0
     assert train_speed.peak_tflops("NVIDIA GeForce RTX 4090", "no") == 82.6
     assert train_speed.peak_tflops("Some Other GPU", "bf16") is None
+
+
+def load_script(script: str):
+    """A benchmark script as a module, to call its main(argv) in-process (no second interpreter and imports)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, BENCHMARKS / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_calls_smoke_scores_every_setting_counts_calls_and_resumes(tmp_path, capsys):
+    sweep = load_script("quality_calls.py")
+    assert sweep.main(["--smoke", "--out", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    rows = {row["setting"]: row for row in report["table"]}
+    expected = {f"{s}-{n}-g0-1" for s in ("ddim", "unipc", "dpm") for n in (1, 2)} | {"ddim-2-g0-0.5", "ddim-2-g0-0"}
+    assert set(rows) == expected and len(report["runs"]) == 2 * len(expected)  # two seeds each
+    for row in rows.values():
+        assert row["calls_per_image"] == 3 * row["steps"]  # 3 stages, one call per step, guidance batched
+        assert 0 < row["seconds_per_image"] and row["seeds"] == 2
+        assert all(math.isfinite(row[name]) for name in ("ssim_pidm", "ssim_pidm_spread", "l1", "l1_spread"))
+        assert row["fid_tf"] is None  # smoke skips the 2048 x 2048 matrix square root
+    assert rows["ddim-2-g0-1"]["rows_per_image"] == 12  # [uncond; cond] on both steps of 3 stages
+    assert rows["ddim-2-g0-0.5"]["rows_per_image"] == 9  # the second step of each stage unguided
+    assert rows["ddim-2-g0-0"]["rows_per_image"] == 6
+    assert "| scheduler | steps | guidance interval | calls/image | rows/image |" in out
+    assert (tmp_path / "sweep" / "quality_calls.md").read_text() in out
+    assert (tmp_path / "sweep" / "quality_calls.png").stat().st_size > 10_000
+    assert sweep.main(["--smoke", "--out", str(tmp_path / "sweep")]) == 0  # resumed: nothing left to run
+    assert "0 runs to do, 16 already in" in capsys.readouterr().out

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pcdms import configio
 from pcdms.errors import ConfigError, UserError
+from pcdms.recipes import check_guidance_interval
 from pcdms.validation import check_config_ranges
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -254,6 +255,10 @@ class SampleConfig:
     # Stage 3 from pure noise (1.0, the paper) or image-to-image from the coarse latent noised this far up the
     # schedule, running only this fraction of the steps (SDEdit).
     refine_strength: float = 1.0
+    # Classifier-free guidance only from fraction lo to hi of every stage's steps (0 = the first, noisiest step,
+    # 1 = after the last); the other steps run the conditional branch alone, half the network rows
+    # (Kynkaanniemi et al. 2024). [0, 1]: every step, the paper. Only with recipe pcdms.
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     # Clip each step's predicted clean latent of stages 2 and 3 to [-v, v] (ddim/ddpm). Off for VAE latents;
@@ -288,6 +293,11 @@ def validate(cfg: RunConfig) -> None:
     """Every numeric value within its range (`pcdms.validation.CONFIG_RANGES`), then cross-section
     consistency: each mismatch names both keys."""
     check_config_ranges(cfg)
+    low, high = cfg.sample.guidance_interval
+    if low > high:
+        raise ConfigError(f"config key 'sample.guidance_interval' must be [lo, hi] with 0 <= lo <= hi <= 1, got "
+                          f"{list(cfg.sample.guidance_interval)}")
+    check_guidance_interval(cfg.sample.recipe, cfg.sample.guidance_interval)
 
     def need(ok: bool, message: str) -> None:
         if not ok:

@@ -8,7 +8,9 @@
   batched into ONE model call, with the conditions concatenated once per sampling call, and the optional
   rescale of Lin et al. 2024 (diffusers' `guidance_rescale`).
 - `sample_loop`: the single sampling loop of every stage (k-diffusion style: the denoiser is an argument and
-  conditioning is closed over by the caller).
+  conditioning is closed over by the caller), optionally guided only on an interval of its steps
+  (`in_guidance_interval`; Kynkaanniemi et al. 2024, "Applying guidance in a limited interval improves sample
+  and distribution quality"): outside it a step runs the conditional branch alone, B rows instead of 2B.
 
 Timestep spacing has two conventions (`pcdms.recipes`):
 - "trailing" (this project's recipe): the first step starts at t = T - 1, where the input is pure noise, and
@@ -43,6 +45,7 @@ Generator = torch.Generator | Sequence[torch.Generator] | None
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # callback(step index, timestep, latents after the step, predicted x0 at this step)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+FULL_INTERVAL = (0.0, 1.0)  # guidance on every step
 
 SCHEDULERS = ("ddim", "unipc", "ddpm", "euler", "dpm", "unclip")
 Spacing = Literal["trailing", "authors"]
@@ -226,6 +229,14 @@ def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -
     return rescale * rescaled + (1.0 - rescale) * guided
 
 
+def in_guidance_interval(step: int, steps: int, interval: Sequence[float]) -> bool:
+    """Whether step `step` of `steps` (0 = the first, noisiest step) lies in `interval` = (lo, hi), fractions of
+    the trajectory: step i starts i/steps of the way, and is guided when lo <= i/steps < hi. So (0, 1) guides
+    every step, (0, 0.5) of 20 steps the first 10, and an interval with lo == hi none."""
+    low, high = interval
+    return low <= step / steps < high
+
+
 def predicted_x0(scheduler: Any, model_input: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """x0 implied by a network output at timestep t, from the variance-preserving `model_input` x_t."""
     abar = scheduler.alphas_cumprod.to(model_input.device, torch.float32)[int(t)]
@@ -260,6 +271,8 @@ def sample_loop(
     init: torch.Tensor | None = None,
     strength: float = 1.0,
     finish_at_x0: bool = True,
+    conditional_fn: DenoiseFn | None = None,
+    guidance_interval: Sequence[float] = FULL_INTERVAL,
 ) -> torch.Tensor:
     """Run `scheduler` from standard-normal `latents` (B, ...) down to a clean sample of the same shape.
 
@@ -272,6 +285,10 @@ def sample_loop(
     `strength` < 1 (with `init`, a clean sample shaped like `latents`) starts part-way, image-to-image
     style (SDEdit; diffusers' img2img pipelines): `init` noised with `latents` to the timestep
     `strength` of the way up, then only the remaining round(strength * steps) steps run.
+
+    `conditional_fn` (same signature; the conditional branch alone, B rows where a guided `denoise_fn` runs
+    2B) replaces `denoise_fn` on the steps outside `guidance_interval` (`in_guidance_interval`, counted over
+    the steps that run); without it every step calls `denoise_fn`.
     """
     if num_inference_steps < 1:
         raise UserError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
@@ -293,7 +310,8 @@ def sample_loop(
     last = len(timesteps) - 1
     for i, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(x, t)
-        output = denoise_fn(model_input, t)
+        guided = conditional_fn is None or in_guidance_interval(i, len(timesteps), guidance_interval)
+        output = (denoise_fn if guided else conditional_fn)(model_input, t)
         if with_prev:
             extra["prev_timestep"] = None if i == last else timesteps[i + 1]
         step = scheduler.step(output, t, x, return_dict=True, **extra)

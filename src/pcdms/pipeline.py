@@ -121,16 +121,17 @@ class PCDMsPipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None) -> PCDMsPipeline:
+                        dtype: torch.dtype | None = None, overrides: Sequence[str] = ()) -> PCDMsPipeline:
         """A folder with `config.yaml` (the run config), `inpaint/` and optionally `prior/`, `refine/` (each a
         stage's `save_pretrained` folder) and `encoders/clip`, `encoders/dino` (transformers folders) that
-        override the config's encoder paths (how a model with its own small encoders ships)."""
+        override the config's encoder paths (how a model with its own small encoders ships). `overrides`:
+        dotted `key=value` settings applied last (e.g. `sample.guidance_interval=[0.2,0.8]`)."""
         root = Path(folder)
         if not (root / "config.yaml").is_file():
             raise UserError(f"'{root}' is not a PCDMs model folder: expected {root / 'config.yaml'}")
-        overrides = [f"encoders.{name}.pretrained_path={root / 'encoders' / name}"
+        encoder_paths = [f"encoders.{name}.pretrained_path={root / 'encoders' / name}"
                      for name in ("clip", "dino") if (root / "encoders" / name / "config.json").is_file()]
-        cfg = load_config(str(root / "config.yaml"), overrides)
+        cfg = load_config(str(root / "config.yaml"), [*encoder_paths, *overrides])
         if not (root / "inpaint" / "config.json").is_file():
             raise UserError(f"'{root}' has no inpaint/ stage: stage 2 is required")
         present = {name: root / name if (root / name / "config.json").is_file() else None for name in ("prior", "refine")}
@@ -350,9 +351,11 @@ class PCDMsPipeline:
 
     def _run(self, stage: str, num_inference_steps: int | None = None, guidance_scale: float | None = None,
              generator: Any = None, callback: Any = None) -> dict[str, Any]:
-        """A stage's sampler arguments: the config's steps, guidance, scheduler and recipe unless overridden."""
+        """A stage's sampler arguments: the config's steps, guidance, scheduler and recipe unless overridden;
+        the guidance interval always the config's."""
         scale = guidance_scale if guidance_scale is not None else getattr(self.sample, f"{stage}_guidance_scale")
         return {"scheduler": self.scheduler_for(stage), "recipe": self.sample.recipe,
+                "guidance_interval": self.sample.guidance_interval,
                 "num_inference_steps": num_inference_steps if num_inference_steps is not None
                 else self.sample.num_inference_steps,
                 "guidance_scale": scale, "generator": generator, "callback": callback}

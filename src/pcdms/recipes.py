@@ -12,6 +12,7 @@ the authors' simplified stage-2-only model uses "authors-notebook" (their demo n
 | result | the last step's clean estimate | the scheduler's last sample | the scheduler's last sample |
 | stage-2/3 null tokens | raw DINOv2 tokens and CLIP embedding zeroed BEFORE the projections (what condition dropout trained) | the whole cross-attention sequence zeroed AFTER the projection (CLIP token included), zero class label | raw DINOv2 tokens zeroed before the projection |
 | stage-3 null coarse image | kept (dropout never removed it in our training) | zero latents | - |
+| guidance on a limited interval of steps (`sample.guidance_interval`) | allowed | refused: every step guided, as theirs | refused |
 
 Why pcdms differs: its models learn the null from condition dropout of the raw inputs, so the unconditional
 half is exactly what training saw; trailing spacing starts from pure noise and ends clean. The authors' choices
@@ -27,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pcdms.errors import UserError
+from pcdms.errors import ConfigError, UserError
 
 NullTokens = Literal["inputs", "projected"]
 
@@ -42,15 +43,16 @@ class Recipe:
     finish_at_x0: bool
     null_tokens: NullTokens
     null_coarse: bool
+    limited_guidance: bool  # may guidance be on for part of the steps only (`sample.guidance_interval`)
 
 
 RECIPES: dict[str, Recipe] = {
     "pcdms": Recipe("pcdms", "trailing", guidance_above_one=False, finish_at_x0=True, null_tokens="inputs",
-                    null_coarse=False),
+                    null_coarse=False, limited_guidance=True),
     "authors": Recipe("authors", "authors", guidance_above_one=True, finish_at_x0=False, null_tokens="projected",
-                      null_coarse=True),
+                      null_coarse=True, limited_guidance=False),
     "authors-notebook": Recipe("authors-notebook", "authors", guidance_above_one=True, finish_at_x0=False,
-                               null_tokens="inputs", null_coarse=True),
+                               null_tokens="inputs", null_coarse=True, limited_guidance=False),
 }
 
 
@@ -61,3 +63,11 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     if recipe not in RECIPES:
         raise UserError(f"unknown sampling recipe '{recipe}': use one of {', '.join(RECIPES)}")
     return RECIPES[recipe]
+
+
+def check_guidance_interval(recipe: str | Recipe, interval: tuple[float, float]) -> None:
+    """Refuse guidance on part of the steps for a recipe that reproduces loops guided on every step."""
+    recipe = get_recipe(recipe)
+    if tuple(interval) != (0.0, 1.0) and not recipe.limited_guidance:
+        raise ConfigError(f"sample.guidance_interval={list(interval)} needs sample.recipe=pcdms: the '{recipe.name}' "
+                          "recipe reproduces the authors' loops, which guide every step; leave it at [0.0, 1.0]")

@@ -149,6 +149,7 @@ CONFIG_RANGES: dict[str, Range] = {
     "sample.refine_guidance_rescale": NONNEG_FLOAT,  # 0 = off; the authors' stage-3 driver: 2.0
     "sample.seed": SEED,
     "sample.latent_clip": Range(0.0, low_open=True, nullable=True),
+    "sample.guidance_interval[*]": PROB,  # [lo, hi] fractions of the steps; lo <= hi checked by config.validate
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from pcdms.errors import UserError
@@ -28,6 +29,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="weights and activations on the GPU (fp16/bf16 halve memory and time)")
     parser.add_argument("--batch-size", type=at_least(1), default=8,
                         help="pairs per pipeline pass over a dataset or folder (default 8; same images at any size)")
+    parser.add_argument("overrides", nargs="*", metavar="sample.key=value",
+                        help="sampling settings of the model's config, e.g. sample.scheduler=unipc "
+                             "sample.guidance_interval=[0.2,0.8] (guidance on the middle 60%% of the steps only)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
                              "file gets anyway when output is not a terminal)")
@@ -108,7 +112,11 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     if dtype is not None and not str(device).startswith("cuda"):
         raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
     check_model_folder(args.model)
-    pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype)
+    wrong = [o for o in args.overrides if not o.startswith("sample.")]
+    if wrong:
+        raise UserError(f"{wrong[0]}: only sampling settings (sample.<key>=<value>) can be changed here; the rest "
+                        "of a model's config is fixed by its weights")
+    pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype, overrides=args.overrides)
     if args.refine_strength is not None:
         pipe.sample = dataclasses.replace(pipe.sample, refine_strength=args.refine_strength)
         pipe.config = dataclasses.replace(pipe.config, sample=pipe.sample)
@@ -246,6 +254,10 @@ def run_refine(args: argparse.Namespace) -> int:
 
     out = prepare_output_dir(args.out)
     check_model_folder(args.model)
+    # `--images a.png sample.key=value`: argparse gives the override to --images (nargs="+"); take it back
+    overrides = [item for item in args.images if re.match(r"^sample\.\w+=", item)]
+    args.images = [item for item in args.images if item not in overrides]
+    args.overrides = [*args.overrides, *overrides]
     files: list[Path] = []
     for item in args.images:
         path = Path(item)

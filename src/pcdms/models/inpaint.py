@@ -182,6 +182,7 @@ class InpaintModel(StageModel):
         callback: diffusion.StepCallback | None = None,
         mask: torch.Tensor | None = None,
         recipe: str | Recipe = "pcdms",
+        guidance_interval: tuple[float, float] = diffusion.FULL_INTERVAL,
     ) -> torch.Tensor:
         """Denoised canvas latents (B, C, h, 2w), guided per paper Eq. 6; the target is the right half
         (`pcdms.data.canvas.split_canvas` after decoding). Shapes as in `forward`; `mask` is built when None.
@@ -214,4 +215,4 @@ class InpaintModel(StageModel):
                 return {**cond, **nulls}
 
             return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps,
-                                      generator, callback, recipe=recipe)
+                                      generator, callback, recipe=recipe, guidance_interval=guidance_interval)

@@ -28,7 +28,7 @@ from pcdms.checkpoints import read_checkpoint
 from pcdms.diffusion import make_scheduler
 from pcdms.errors import UserError
 from pcdms.models.blocks import eval_mode, without_pretrained_paths
-from pcdms.recipes import Recipe, get_recipe
+from pcdms.recipes import Recipe, check_guidance_interval, get_recipe
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -90,6 +90,7 @@ class StageModel(nn.Module):
         strength: float = 1.0,
         recipe: str | Recipe = "pcdms",
         guidance_rescale: float = 0.0,
+        guidance_interval: tuple[float, float] = diffusion.FULL_INTERVAL,
     ) -> torch.Tensor:
         """The one sampling loop of every stage: `diffusion.sample_loop` from `latents` (standard normal) with
         classifier-free guidance batched into one `self.denoise` call per step, in eval mode (restored after).
@@ -98,18 +99,29 @@ class StageModel(nn.Module):
         latents or the timestep, computed once per call); `uncond()` builds the null ones the same way, only
         when guidance is on. `recipe` (`pcdms.recipes`) sets the scheduler spacing, when guidance is on and
         how the loop ends. `init`/`strength` < 1: start from `init` noised part-way (`diffusion.sample_loop`).
+        `guidance_interval` (lo, hi): guidance only on the steps from fraction lo to hi of the trajectory, the
+        others run `cond` alone on half the rows (`diffusion.in_guidance_interval`); (0, 1): every step.
         """
         recipe = get_recipe(recipe)
+        check_guidance_interval(recipe, guidance_interval)
         sched = diffusion.as_scheduler(scheduler, self.cfg.schedule, recipe.spacing)
         guidance = diffusion.Guidance(guidance_scale, recipe.guidance_above_one, guidance_rescale)
-        conditions = guidance.batch(cond, uncond() if guidance.enabled else cond)
+        low, high = guidance_interval
+        guided = guidance.enabled and low < high  # an empty interval never needs the null conditions
+        conditions = guidance.batch(cond, uncond()) if guided else dict(cond)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return guidance(self.denoise, x, t, conditions)
 
+        def conditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, ...) rows, not 2B
+            return self.denoise(x, t, **cond)
+
+        limited = guidance.enabled and tuple(guidance_interval) != diffusion.FULL_INTERVAL
         with eval_mode(self):
             return diffusion.sample_loop(denoise, sched, latents.to(self.device, self.dtype), num_inference_steps,
-                                         generator, callback, init, strength, finish_at_x0=recipe.finish_at_x0)
+                                         generator, callback, init, strength, finish_at_x0=recipe.finish_at_x0,
+                                         conditional_fn=conditional if limited else None,
+                                         guidance_interval=guidance_interval)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write `config.json` and `model.safetensors` into `folder` (created if needed)."""

@@ -158,6 +158,7 @@ class PriorModel(StageModel):
         latents: torch.Tensor | None = None,
         callback: diffusion.StepCallback | None = None,
         recipe: str | Recipe = "pcdms",
+        guidance_interval: tuple[float, float] = diffusion.FULL_INTERVAL,
     ) -> torch.Tensor:
         """The target's CLIP embedding (B, D), UNnormalised (ready for stage 2), guided per paper Eq. 4.
 
@@ -175,7 +176,8 @@ class PriorModel(StageModel):
         with eval_mode(self):
             cond = self.prepare(**raw)
             x0 = self.guided_sample(scheduler, cond, lambda: self.prepare(**{k: torch.zeros_like(v) for k, v in raw.items()}),
-                                    latents, guidance_scale, num_inference_steps, generator, callback, recipe=recipe)
+                                    latents, guidance_scale, num_inference_steps, generator, callback, recipe=recipe,
+                                    guidance_interval=guidance_interval)
         return self.denormalize(x0)
 
     # ------------------------------------------------------------ initialisation

@@ -111,6 +111,7 @@ class RefineModel(StageModel):
         strength: float = 1.0,
         recipe: str | Recipe = "pcdms",
         guidance_rescale: float = 0.0,
+        guidance_interval: tuple[float, float] = diffusion.FULL_INTERVAL,
     ) -> torch.Tensor:
         """Refined latents (B, C, h, w), guided per paper Eq. 8 (see the module docstring for what the
         unconditional half holds under each recipe). `latents`: optional standard-normal start noise.
@@ -132,4 +133,4 @@ class RefineModel(StageModel):
 
             return self.guided_sample(scheduler, cond, uncond, latents, guidance_scale, num_inference_steps,
                                       generator, callback, init=coarse, strength=strength, recipe=recipe,
-                                      guidance_rescale=guidance_rescale)
+                                      guidance_rescale=guidance_rescale, guidance_interval=guidance_interval)
