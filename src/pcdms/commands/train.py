@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not PartialState().is_main_process:
         return 0
-    print(f"trained {args.stage} to step {result.final_step} (loss {result.last_loss:.4f}); "
-          f"weights in {result.final_model_dir}")
+    import math
+
+    # nan: no step ran (resumed at train.max_steps), so there is no loss to show
+    loss = f"loss {result.last_loss:.4f}" if math.isfinite(result.last_loss) else "no steps left to run"
+    print(f"trained {args.stage} to step {result.final_step} ({loss}); weights in {result.final_model_dir}")
     return 0
