@@ -46,8 +46,11 @@ def test_shipped_demo_model_moves_each_person_into_the_target_pose(tmp_path):
     assert len(scores["pairs"]) == 4
     for row in scores["pairs"]:  # the person in the new pose, not the source photo again
         assert row["final"]["ssim"] > row["source"]["ssim"] + MARGIN, row
-    mean = scores["mean"]  # shipped model: source 0.371, coarse 0.702, final 0.602
+    mean = scores["mean"]  # shipped model: see the README's demo section
     assert mean["coarse"]["ssim"] > mean["source"]["ssim"] + 0.2, mean
+    # Stage 3 should improve on stage 2 (issue 17, open): the shipped refiner no longer makes the mean worse
+    # by 0.10 as the first one did, but does not yet beat the coarse image on these 4 pairs (0.694 vs 0.702)
+    assert mean["final"]["ssim"] > mean["coarse"]["ssim"] - 0.02, mean
     assert mean["final"]["ssim"] > mean["source"]["ssim"] + 0.15, mean
     assert mean["final"]["l1"] < mean["source"]["l1"], mean
 
@@ -60,7 +63,8 @@ def test_missing_model_is_a_user_error(tmp_path, capsys):
 def test_shipped_demo_images_are_unchanged_by_computing_conditions_once():
     """Issue 19: conditions computed once per sampling call (pose embedding, projected tokens, guidance
     batch) give the images the per-step code gave (`tests/data/demo_reference`, made by the code before the
-    change with this same call), to within one grey level."""
+    change with this same call), to within one grey level. The final images were made again when the refiner
+    was retrained (issue 17), by this code; the coarse ones are still the per-step code's."""
     import numpy as np
 
     from pcdms.imageio import load_image
