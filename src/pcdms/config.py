@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pcdms import configio
 from pcdms.errors import ConfigError, UserError
-from pcdms.recipes import check_guidance_interval
+from pcdms.recipes import FULL_INTERVAL, check_guidance_interval
 from pcdms.validation import check_config_ranges
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -258,7 +258,7 @@ class SampleConfig:
     # Classifier-free guidance only from fraction lo to hi of every stage's steps (0 = the first, noisiest step,
     # 1 = after the last); the other steps run the conditional branch alone, half the network rows
     # (Kynkaanniemi et al. 2024). [0, 1]: every step, the paper. Only with recipe pcdms.
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_interval: tuple[float, float] = FULL_INTERVAL
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     # Clip each step's predicted clean latent of stages 2 and 3 to [-v, v] (ddim/ddpm). Off for VAE latents;

@@ -40,12 +40,12 @@ from diffusers import (
 
 from pcdms.config import ScheduleConfig
 from pcdms.errors import UserError
+from pcdms.recipes import FULL_INTERVAL
 
 Generator = torch.Generator | Sequence[torch.Generator] | None
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # callback(step index, timestep, latents after the step, predicted x0 at this step)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
-FULL_INTERVAL = (0.0, 1.0)  # guidance on every step
 
 SCHEDULERS = ("ddim", "unipc", "ddpm", "euler", "dpm", "unclip")
 Spacing = Literal["trailing", "authors"]

@@ -31,6 +31,7 @@ from typing import Literal
 from pcdms.errors import ConfigError, UserError
 
 NullTokens = Literal["inputs", "projected"]
+FULL_INTERVAL = (0.0, 1.0)  # `sample.guidance_interval` guiding every step
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,6 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
 def check_guidance_interval(recipe: str | Recipe, interval: tuple[float, float]) -> None:
     """Refuse guidance on part of the steps for a recipe that reproduces loops guided on every step."""
     recipe = get_recipe(recipe)
-    if tuple(interval) != (0.0, 1.0) and not recipe.limited_guidance:
+    if tuple(interval) != FULL_INTERVAL and not recipe.limited_guidance:
         raise ConfigError(f"sample.guidance_interval={list(interval)} needs sample.recipe=pcdms: the '{recipe.name}' "
                           "recipe reproduces the authors' loops, which guide every step; leave it at [0.0, 1.0]")

@@ -105,10 +105,11 @@ class StageModel(nn.Module):
         recipe = get_recipe(recipe)
         check_guidance_interval(recipe, guidance_interval)
         sched = diffusion.as_scheduler(scheduler, self.cfg.schedule, recipe.spacing)
-        guidance = diffusion.Guidance(guidance_scale, recipe.guidance_above_one, guidance_rescale)
         low, high = guidance_interval
-        guided = guidance.enabled and low < high  # an empty interval never needs the null conditions
-        conditions = guidance.batch(cond, uncond()) if guided else dict(cond)
+        # an empty interval guides no step: the conditional model alone, as guidance scale 1
+        guidance = diffusion.Guidance(guidance_scale if low < high else 1.0, recipe.guidance_above_one,
+                                      guidance_rescale)
+        conditions = guidance.batch(cond, uncond() if guidance.enabled else cond)
 
         def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return guidance(self.denoise, x, t, conditions)
