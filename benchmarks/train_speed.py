@@ -122,7 +122,7 @@ def count_flops(stage: str, cfg, device: str) -> tuple[int, int]:
     batch = default_collate([dataset[i % len(dataset)] for i in range(tc.batch_size)])
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     model = stage_class(stage)(getattr(cfg, stage)).to(device)
-    encoders = build_encoders(cfg.encoders).to(device)
+    encoders = build_encoders(cfg.encoders, stage_class(stage).encoder_roles).to(device)  # as training does
     frozen_names = {type(m).__name__ for m in vars(encoders).values() if isinstance(m, FrozenEncoder)}
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.mixed_precision)
     with FlopCounterMode(display=False) as counter:

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from PIL import Image
 
 from helpers_models import make_batch, tiny_config, tiny_encoders
 from pcdms.config import AutoencoderConfig
@@ -116,6 +117,48 @@ def test_random_encoders_are_the_same_in_every_run_and_leave_the_rng_alone():
     torch.manual_seed(1)
     build_encoders(cfg)
     assert torch.equal(torch.rand(3), after)  # building encoders consumed none of the caller's RNG
+
+
+def test_each_stage_trains_with_only_the_encoders_its_loss_runs_and_the_same_weights(tmp_path):
+    from pcdms.config import load_config
+    from pcdms.encoders import build_encoders
+    from pcdms.training import stage_class
+
+    cfg = load_config("tiny").encoders
+    everything = build_encoders(cfg)
+    images = torch.rand(2, 3, 64, 48) * 2 - 1
+    prior, refine = (build_encoders(cfg, stage_class(s).encoder_roles) for s in ("prior", "refine"))
+    assert prior.autoencoder is None and prior.dino is None  # the prior holds no DINOv2-giant or VAE
+    assert refine.clip is None  # stage 3 holds no CLIP ViT-H
+    assert torch.equal(prior.clip(images), everything.clip(images))
+    assert torch.equal(refine.dino(images), everything.dino(images))  # the skipped CLIP was still drawn
+    assert stage_class("inpaint").encoder_roles == ("autoencoder", "clip", "dino")
+    # a pretrained encoder a stage does not need is not even loaded
+    everything.dino.model.save_pretrained(tmp_path / "dino")
+    loaded = dataclasses.replace(cfg, dino=dataclasses.replace(cfg.dino, pretrained_path=str(tmp_path / "dino")))
+    assert build_encoders(loaded, ("clip",)).dino is None
+    assert torch.equal(build_encoders(loaded).dino(images), everything.dino(images))
+    with pytest.raises(ValueError, match="unknown encoder roles"):
+        build_encoders(cfg, ("vae",))
+
+
+def test_a_pipeline_without_prior_loads_clip_only_if_stage_2_takes_an_embedding(tmp_path):
+    # export-coarse feeds stage 2 each target's ground-truth CLIP embedding with no prior loaded: a local
+    # (pretrained) CLIP must be loaded then; the authors' simplified model takes no embedding and needs none
+    from pcdms.config import load_config
+    from pcdms.models import InpaintModel
+    from pcdms.pipeline import PCDMsPipeline
+
+    cfg = load_config("tiny")
+    tiny_encoders().clip.model.save_pretrained(tmp_path / "clip")
+    cfg = dataclasses.replace(cfg, encoders=dataclasses.replace(
+        cfg.encoders, clip=dataclasses.replace(cfg.encoders.clip, pretrained_path=str(tmp_path / "clip"))))
+    InpaintModel(cfg.inpaint).save_pretrained(tmp_path / "inpaint")
+    pipe = PCDMsPipeline.from_stages(cfg, tmp_path / "inpaint")
+    assert pipe.encoders.clip is not None and pipe.embed_image(Image.new("RGB", (48, 64))).shape == (1, 32)
+    simplified = dataclasses.replace(cfg.inpaint, global_embed_dim=None)
+    InpaintModel(simplified).save_pretrained(tmp_path / "simplified")
+    assert PCDMsPipeline.from_stages(dataclasses.replace(cfg, inpaint=simplified), tmp_path / "simplified").encoders.clip is None
 
 
 def test_dino_normalization_can_follow_the_authors_clip_statistics():

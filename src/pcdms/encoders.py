@@ -19,6 +19,7 @@ Encoders are frozen: no gradients, always in eval mode, and run under `torch.no_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -232,13 +233,18 @@ class Autoencoder(FrozenEncoder):
         return images.clamp(-1.0, 1.0)
 
 
+ROLES = ("autoencoder", "clip", "dino")
+
+
 @dataclass
 class Encoders:
-    """The three frozen encoders one training or sampling run needs."""
+    """The frozen encoders one training or sampling run needs; a role nothing that runs needs is None (the
+    prior trains without the autoencoder and DINOv2, stage 3 without CLIP, the simplified model samples
+    without CLIP)."""
 
-    autoencoder: Autoencoder
-    clip: ClipImageEncoder | None  # None when nothing that runs needs it (no prior: the simplified model)
-    dino: DinoEncoder
+    autoencoder: Autoencoder | None
+    clip: ClipImageEncoder | None
+    dino: DinoEncoder | None
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Encoders:
         for module in (self.autoencoder, self.clip, self.dino):
@@ -250,18 +256,29 @@ class Encoders:
 RANDOM_ENCODER_SEED = 0
 
 
-def build_encoders(cfg: EncodersConfig, need_clip: bool = True) -> Encoders:
-    """Build (or load from local folders) the three encoders named by `cfg`, frozen, on the CPU.
+def build_encoders(cfg: EncodersConfig, need: Sequence[str] = ROLES) -> Encoders:
+    """Build (or load from local folders) the encoders named by `cfg` for the roles in `need`, frozen, on the
+    CPU; the other roles are None.
 
     A random-weight encoder (`pretrained_path: null`) is drawn from a fixed seed in a forked RNG: every stage's
     training run, every process of a multi-GPU run and every later sampling run then see the SAME frozen
     encoders (stage 1 predicts embeddings in the space stage 2 was trained with), and the caller's RNG
-    state is untouched. `need_clip=False` skips loading a pretrained CLIP (a random one is still drawn, so
-    the DINOv2 after it is the same).
+    state is untouched. A role left out is not loaded; a random one is still drawn (then dropped) when a
+    random role after it is needed, so those encoders are the same whatever `need` holds.
     """
+    unknown = set(need) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown encoder roles {sorted(unknown)}: expected some of {ROLES}")
+    builders = {"autoencoder": (Autoencoder, cfg.autoencoder), "clip": (ClipImageEncoder, cfg.clip),
+                "dino": (DinoEncoder, cfg.dino)}
+    built = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_ENCODER_SEED)
-        autoencoder = Autoencoder(cfg.autoencoder)
-        clip = ClipImageEncoder(cfg.clip) if need_clip or cfg.clip.pretrained_path is None else None
-        return Encoders(autoencoder=autoencoder, clip=clip, dino=DinoEncoder(cfg.dino))
-
+        for number, role in enumerate(ROLES):
+            cls, role_cfg = builders[role]
+            # drawing a random role the run does not need keeps the seed's sequence for a later random one
+            keeps_sequence = role_cfg.pretrained_path is None and any(
+                later in need and builders[later][1].pretrained_path is None for later in ROLES[number + 1:])
+            module = cls(role_cfg) if role in need or keeps_sequence else None
+            built[role] = module if role in need else None
+    return Encoders(**built)

@@ -25,7 +25,7 @@ from PIL import Image
 from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_config
 from pcdms.data.canvas import make_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
-from pcdms.encoders import Encoders, build_encoders
+from pcdms.encoders import ROLES, Encoders, build_encoders
 from pcdms.errors import UserError
 from pcdms.fastpaths import apply_fast_paths
 from pcdms.framing import Fit, pose_tensor, to_pil, to_tensor
@@ -60,7 +60,8 @@ def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders 
     folder trained with random-weight encoders is self-contained. Returns the names saved."""
     random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).pretrained_path is None]
     if random:
-        encoders = encoders or build_encoders(cfg.encoders)
+        if encoders is None or any(getattr(encoders, name) is None for name in random):
+            encoders = build_encoders(cfg.encoders)  # a run that did not need one still saves it
         for name in random:
             getattr(encoders, name).model.save_pretrained(Path(folder) / "encoders" / name)
     return random
@@ -112,7 +113,11 @@ class PCDMsPipeline:
             if folder is not None and not (Path(folder) / "config.json").is_file():
                 raise UserError(f"{name} model folder '{folder}' has no config.json: give a training run's model/ folder")
             stages[name] = None if folder is None else stage_class(name).from_pretrained(folder, device=device, dtype=dtype)
-        encoders = build_encoders(cfg.encoders, need_clip=stages["prior"] is not None).to(device, dtype)
+        # CLIP embeds the source for the prior, or a ground-truth target for stage 2 (export-coarse without
+        # --prior); the authors' simplified model (no global embedding) and no prior need none
+        takes_embedding = stages["prior"] is not None or stages["inpaint"].cfg.global_embed_dim is not None
+        need = ROLES if takes_embedding else ("autoencoder", "dino")
+        encoders = build_encoders(cfg.encoders, need).to(device, dtype)
         pipe = cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
                    cfg.data.height, cfg.data.width, cfg.sample, cfg.data.fit)
         pipe.config = cfg

@@ -93,7 +93,10 @@ def write_preview(stage: str, model: Any, encoders: Any, batch: dict[str, Any], 
                                None if stage == "prior" else cfg.sample.latent_clip)
     sampling = {"guidance_scale": getattr(cfg.sample, f"{stage}_guidance_scale"), "scheduler": scheduler,
                 "num_inference_steps": steps, "generator": generator}
-    target_embeds = encoders.clip(batch["target_image"].to(encoders.clip.device)).to(model.device)
+    if stage == "refine":
+        target_embeds = None  # stage 3 takes no global embedding (and trains without CLIP)
+    else:
+        target_embeds = encoders.clip(batch["target_image"].to(encoders.clip.device)).to(model.device)
     if stage == "prior":
         return _prior_preview(model, encoders, batch, cfg, path, target_embeds, sampling)
     if stage == "inpaint":

@@ -223,7 +223,7 @@ def train(
     model = model_class(getattr(cfg, stage))
     if cfg.train.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    encoders = build_encoders(cfg.encoders).to(accelerator.device)
+    encoders = build_encoders(cfg.encoders, model_class.encoder_roles).to(accelerator.device)  # only what it runs
     if stage == "refine" and cfg.data.coarse_dir is None:
         raise UserError(
             "stage 3 trains on stage-2 images of the training pairs: run `pcdms export-coarse` with the trained "

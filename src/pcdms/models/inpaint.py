@@ -40,6 +40,7 @@ class InpaintModel(StageModel):
     (no CLIP token, no class embedding; stage 2 alone)."""
 
     stage = "inpaint"
+    encoder_roles = ("autoencoder", "clip", "dino")
     config_class = InpaintConfig
     authors_key_renames = {"image_proj_model_p.": "image_proj.", "image_proj_model.": "image_proj."}
 

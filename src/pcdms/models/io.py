@@ -41,6 +41,7 @@ class StageModel(nn.Module):
     """Base of the three stages: `cfg` (the stage's config dataclass), dtype/device, save and load."""
 
     stage: ClassVar[str]
+    encoder_roles: ClassVar[tuple[str, ...]]  # the frozen encoders its training loss runs (`pcdms.encoders.ROLES`)
     config_class: ClassVar[type]
     authors_key_renames: ClassVar[dict[str, str]] = {}
     cfg: Any

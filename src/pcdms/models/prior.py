@@ -39,6 +39,7 @@ class PriorModel(StageModel):
     """Stage-1 transformer; `forward` predicts the normalised target embedding x0 (B, embed_dim)."""
 
     stage = "prior"
+    encoder_roles = ("clip",)  # CLIP of the source and target images
     config_class = PriorConfig
 
     def __init__(self, cfg: PriorConfig) -> None:

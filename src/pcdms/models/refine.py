@@ -34,6 +34,7 @@ class RefineModel(StageModel):
     paper) or v, per `cfg.schedule.prediction_type`."""
 
     stage = "refine"
+    encoder_roles = ("autoencoder", "dino")  # no target embedding in stage 3
     config_class = RefineConfig
     authors_key_renames = {"image_proj_model_p.": "image_proj."}
 
