@@ -17,6 +17,8 @@ split's images, real statistics cached under OUT/fid-cache). Reported per settin
 - s/image: wall time of generation per image (encoders, decoding and image files included);
 - ssim_pidm, l1, fid_tf: mean over the seeds, +- half the spread between seeds (the noise to read against).
 
+The table marks each setting within noise of the default (the model's own scheduler and steps, guidance on
+every step) or not, and names the cheapest setting within noise (`mark_within_noise`).
 Schedulers that do not clip (unipc, dpm) run with `sample.latent_clip` off (the demo model's DDIM clips at 2).
 Resumable: finished (setting, seed) runs are kept in OUT/results.json and skipped; generation itself skips
 finished images. Writes OUT/results.json, OUT/quality_calls.md (the table, also printed) and
@@ -191,6 +193,29 @@ def summarise(settings: list[Setting], runs: dict, seeds: list[int]) -> list[dic
     return rows
 
 
+def mark_within_noise(rows: list[dict], reference: str) -> dict | None:
+    """Marks each row `within_noise` of the reference setting (the model's own sampler, steps and full
+    guidance) and returns the cheapest such row (fewest rows per image, then calls), None without the reference.
+
+    A row is within noise when, on ssim_pidm and on fid_tf, it is not worse than the reference by more than
+    the larger of the two settings' seed-to-seed differences (twice the half-spread). Better is always within."""
+    ref = next((row for row in rows if row["setting"] == reference), None)
+    for row in rows:
+        row["within_noise"] = None
+    if ref is None:
+        return None
+    for row in rows:
+        row["within_noise"] = True
+        for name, worse in (("ssim_pidm", lambda a, b: b - a), ("fid_tf", lambda a, b: a - b)):
+            if row[name] is None or ref[name] is None:
+                continue
+            noise = 2 * max(row[f"{name}_spread"], ref[f"{name}_spread"])
+            if worse(row[name], ref[name]) > noise:
+                row["within_noise"] = False
+    return min((row for row in rows if row["within_noise"]),
+               key=lambda row: (row["rows_per_image"], row["calls_per_image"]))
+
+
 def markdown_table(rows: list[dict], meta: dict) -> str:
     def metric(row: dict, name: str, digits: int) -> str:
         if row[name] is None:
@@ -200,13 +225,20 @@ def markdown_table(rows: list[dict], meta: dict) -> str:
     lines = [f"Model `{meta['model']}`, {meta['split']} split of `{meta['data']}` ({meta['pairs']} pairs), "
              f"seeds {meta['seeds']}, {meta['device']}, evaluation size {meta['size']}; ± is half the spread "
              "between seeds.", "",
-             "| scheduler | steps | guidance interval | calls/image | rows/image | s/image | ssim_pidm | l1 | fid_tf |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| scheduler | steps | guidance interval | calls/image | rows/image | s/image | ssim_pidm | l1 | fid_tf "
+             "| within noise of the default |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    noise = {None: "-", True: "yes", False: "no"}
     for row in rows:
         low, high = row["interval"]
+        within = "(the default)" if row["setting"] == meta.get("reference") else noise[row.get("within_noise")]
         lines.append(f"| {row['scheduler']} | {row['steps']} | [{low:g}, {high:g}] | {row['calls_per_image']:.0f} | "
                      f"{row['rows_per_image']:.0f} | {row['seconds_per_image']:.3f} | {metric(row, 'ssim_pidm', 3)} | "
-                     f"{metric(row, 'l1', 4)} | {metric(row, 'fid_tf', 1)} |")
+                     f"{metric(row, 'l1', 4)} | {metric(row, 'fid_tf', 1)} | {within} |")
+    cheapest = meta.get("cheapest")
+    if cheapest is not None:
+        lines += ["", f"Cheapest within noise of the default ({meta['reference']}): {cheapest} (not worse on "
+                      "ssim_pidm or fid_tf by more than the larger seed-to-seed difference of the two settings)."]
     return "\n".join(lines) + "\n"
 
 
@@ -326,11 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in (cost | scores).items() if isinstance(v, float))
         print(f"[{number}/{len(todo)}] {setting.key} seed {seed}: {shown}", flush=True)
     rows = summarise(settings, runs, args.seeds)
+    reference = Setting(base.scheduler, base.num_inference_steps).key
+    cheapest = mark_within_noise(rows, reference)
     pairs = next(iter(runs.values()))["pairs"] if runs else 0
-    table = markdown_table(rows, meta | {"seeds": args.seeds, "pairs": pairs})
+    table = markdown_table(rows, meta | {"seeds": args.seeds, "pairs": pairs, "reference": reference,
+                                         "cheapest": cheapest["setting"] if cheapest else None})
     print(table)
     (out / "quality_calls.md").write_text(table)
-    results_file.write_text(json.dumps(saved | {"table": rows}, indent=2))
+    results_file.write_text(json.dumps(saved | {"table": rows, "reference": reference,
+                                                "cheapest_within_noise": cheapest["setting"] if cheapest else None},
+                                       indent=2))
     plot(rows, out / "quality_calls.png", f"{'/'.join(Path(meta['model']).parts[-2:])} on {args.split}, seeds {args.seeds}")
     print(f"wrote {out / 'quality_calls.md'}, {results_file} and {out / 'quality_calls.png'}")
     return 0

@@ -103,3 +103,40 @@ def test_quality_calls_smoke_scores_every_setting_counts_calls_and_resumes(tmp_p
     assert (tmp_path / "sweep" / "quality_calls.png").stat().st_size > 10_000
     assert sweep.main(["--smoke", "--out", str(tmp_path / "sweep")]) == 0  # resumed: nothing left to run
     assert "0 runs to do, 16 already in" in capsys.readouterr().out
+
+
+def test_quality_calls_default_is_the_cheapest_setting_within_seed_noise_on_both_metrics():
+    sweep = load_script("quality_calls.py")
+
+    def row(setting, rows, ssim, ssim_spread, fid, fid_spread, calls=60):
+        return {"setting": setting, "rows_per_image": rows, "calls_per_image": calls, "ssim_pidm": ssim,
+                "ssim_pidm_spread": ssim_spread, "fid_tf": fid, "fid_tf_spread": fid_spread}
+
+    rows = [row("ddim-20", 120, 0.748, 0.001, 176.7, 2.4),
+            row("ddim-5", 30, 0.744, 0.001, 177.0, 1.0, calls=15),  # ssim 0.004 worse, noise 0.002: out
+            row("unipc-5", 30, 0.747, 0.0005, 181.0, 0.5, calls=15),  # fid 4.3 worse, noise 4.8: in
+            row("ddim-10", 60, 0.749, 0.001, 170.0, 1.0, calls=30),  # better on both: in
+            row("ddim-20-g0-0", 60, 0.760, 0.001, 190.0, 1.0)]  # fid 13.3 worse: out
+    assert sweep.mark_within_noise(rows, "ddim-20")["setting"] == "unipc-5"
+    assert [r["within_noise"] for r in rows] == [True, False, True, True, False]
+    rows[2]["fid_tf"] = 181.6  # 4.9 worse than the default, beyond both spreads
+    assert sweep.mark_within_noise(rows, "ddim-20")["setting"] == "ddim-10"
+    assert sweep.mark_within_noise(rows, "dpm-20") is None  # no reference measured: nothing chosen
+    assert all(r["within_noise"] is None for r in rows)
+
+
+def test_train_memory_reports_each_phase_with_and_without_checkpointing(tmp_path):
+    out = run("train_memory.py", "--preset", "tiny", "--stages", "inpaint", "--optimizer",
+              "--json", str(tmp_path / "memory.json"))
+    rows = json.loads((tmp_path / "memory.json").read_text())["rows"]
+    assert [(r["stage"], r["checkpointing"]) for r in rows] == [("inpaint", "off"), ("inpaint", "on")]
+    for row in rows:
+        assert row["trained_params_m"] > 0 and row["resident_mib"] > 0 and row["built_mib"] >= 0
+        for phase in ("forward_mib", "backward_mib", "optimizer_mib"):
+            assert math.isfinite(row[phase]) and row[phase] >= 0, phase
+        assert row["peak_mib"] == pytest.approx(
+            row["resident_mib"] + max(row["forward_mib"], row["backward_mib"], row["optimizer_mib"]))
+        assert row["image"] == [64, 48]  # the tiny preset's size, not a stand-in
+    assert rows[0]["trained_params_m"] == rows[1]["trained_params_m"]
+    for header in ("resident", "forward", "backward", "optimizer", "peak"):
+        assert header in out
