@@ -5,8 +5,9 @@
 
 With --model (default: the shipped demo model) the trained folder is timed; with --preset the stages are
 built from a config with random weights (e.g. `--preset deepfashion-256 inpaint.unet.pretrained_path=null ...`
-on a GPU for paper-scale figures). Counts every UNet / prior forward call, so batched classifier-free
-guidance shows as one call per step per stage.
+on a GPU for paper-scale figures). Counts every call of each stage's per-step network (`denoise`, the UNet or
+the prior transformer), so batched classifier-free guidance shows as one call per step per stage; --steps
+defaults to the model's own `sample.num_inference_steps`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "src/pcdms/assets/demo/model"))
     parser.add_argument("--preset", default=None)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="steps per stage (default: the model's own)")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1,
                         help="pairs per pipeline pass (PCDMsPipeline.batch, as generate --batch-size)")
@@ -58,12 +59,18 @@ def main() -> None:
     from pcdms.pose import Pose
 
     pipe = build(args)
+    args.steps = args.steps or pipe.sample.num_inference_steps
     calls: dict[str, int] = defaultdict(int)
     seconds: dict[str, float] = defaultdict(float)
     for name in ("prior", "inpaint", "refine"):
         model = getattr(pipe, name)
-        net = model.unet if hasattr(model, "unet") else model
-        net.register_forward_pre_hook(lambda *_, n=name: calls.__setitem__(n, calls[n] + 1))
+        denoise = model.denoise  # the per-step network call (sampling never calls the module's forward)
+
+        def counted(*a, _n=name, _f=denoise, **k):
+            calls[_n] += 1
+            return _f(*a, **k)
+
+        model.denoise = counted
         original = model.sample
 
         def timed(*a, _n=name, _f=original, **k):
