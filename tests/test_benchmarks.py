@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,16 @@ def test_train_memory_reports_each_phase_with_and_without_checkpointing(tmp_path
     assert rows[0]["trained_params_m"] == rows[1]["trained_params_m"]
     for header in ("resident", "forward", "backward", "optimizer", "peak"):
         assert header in out
+
+
+def test_gpu_benchmarks_script_runs_every_step_at_smoke_size(tmp_path):
+    # the one command that makes every GPU figure; SMOKE=1 runs its steps on the CPU at tiny size
+    script = BENCHMARKS.parent / "scripts" / "gpu_benchmarks.sh"
+    done = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SMOKE": "1", "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "all figures in" in done.stdout
+    for step in ("paper_scale-smoke", "train_speed", "train_memory"):
+        assert json.loads((tmp_path / "out" / f"{step}.json").read_text())["rows"], step
+        assert (tmp_path / "out" / f"{step}.txt").read_text().strip(), step
+    assert "torch" in (tmp_path / "out" / "gpu.txt").read_text()
