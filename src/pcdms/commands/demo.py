@@ -28,7 +28,7 @@ Writes to --out:
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     parser.add_argument("--model", default=str(ASSETS / "model"), help="model folder (default: the shipped demo model)")
-    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's, 20)")
+    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's own; 10 for the shipped demo model)")
     parser.add_argument("--seed", type=SEED_ARG, default=0)
     parser.set_defaults(func=run)
 
