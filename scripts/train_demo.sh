@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped demo model from scratch on the CPU (the `demo` preset, synthetic people at 64x44) and
 # assemble it into src/pcdms/assets/demo/model. Reproducible: fixed seeds throughout.
-# Usage: scripts/train_demo.sh [WORK_DIR]   (about 95 minutes on 2 CPU cores; a GPU makes it minutes)
+# Usage: scripts/train_demo.sh [WORK_DIR]   (about two hours on 2 CPU cores; a GPU makes it minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
@@ -15,7 +15,7 @@ $PCDMS train --stage inpaint --config demo data.root="$DATA" train.max_steps=300
 # stage 3 trains on coarse images made as generation makes them: the prior's embedding, not the target's own
 $PCDMS export-coarse --config demo data.root="$DATA" --inpaint "$WORK/inpaint/model" --prior "$WORK/prior/model" \
     --out "$WORK/coarse" --batch-size 64 sample.num_inference_steps=5
-$PCDMS train --stage refine --config demo data.root="$DATA" data.coarse_dir="$WORK/coarse" train.max_steps=3500 \
+$PCDMS train --stage refine --config demo data.root="$DATA" data.coarse_dir="$WORK/coarse" train.max_steps=6500 \
     --out "$WORK/refine" --resume
 $PCDMS assemble --config demo --prior "$WORK/prior/model" --inpaint "$WORK/inpaint/model" \
     --refine "$WORK/refine/model" --out src/pcdms/assets/demo/model

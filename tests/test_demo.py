@@ -48,9 +48,10 @@ def test_shipped_demo_model_moves_each_person_into_the_target_pose(tmp_path):
         assert row["final"]["ssim"] > row["source"]["ssim"] + MARGIN, row
     mean = scores["mean"]  # shipped model: see the README's demo section
     assert mean["coarse"]["ssim"] > mean["source"]["ssim"] + 0.2, mean
-    # Stage 3 should improve on stage 2 (issue 17, open): the shipped refiner no longer makes the mean worse
-    # by 0.10 as the first one did, but does not yet beat the coarse image on these 4 pairs (0.697 vs 0.703)
-    assert mean["final"]["ssim"] > mean["coarse"]["ssim"] - 0.02, mean
+    # Stage 3 improves on stage 2 (issue 17): the refiner trained 6,500 steps, sampled at strength 0.2, lifts the
+    # mean of these 4 pairs from 0.703 to 0.709 (3 of 4 pairs; the first refiner lowered it by 0.10)
+    assert mean["final"]["ssim"] > mean["coarse"]["ssim"], mean
+    assert mean["final"]["l1"] < mean["coarse"]["l1"], mean
     assert mean["final"]["ssim"] > mean["source"]["ssim"] + 0.15, mean
     assert mean["final"]["l1"] < mean["source"]["l1"], mean
 
