@@ -5,9 +5,9 @@
 
 With --model (default: the shipped demo model) the trained folder is timed; with --preset the stages are
 built from a config with random weights (e.g. `--preset deepfashion-256 inpaint.unet.pretrained_path=null ...`
-on a GPU for paper-scale figures). Counts every call of each stage's per-step network (`denoise`, the UNet or
-the prior transformer), so batched classifier-free guidance shows as one call per step per stage; --steps
-defaults to the model's own `sample.num_inference_steps`.
+on a GPU for paper-scale figures). Counts every call of each stage's per-step network (the UNet, or the
+prior's output projection: `sampling_calls.step_network`), so batched classifier-free guidance shows as one
+call per step per stage; --steps defaults to the model's own `sample.num_inference_steps`.
 """
 
 from __future__ import annotations
@@ -57,20 +57,14 @@ def main() -> None:
     from PIL import Image
 
     from pcdms.pose import Pose
+    from sampling_calls import NetworkClock, step_network
 
     pipe = build(args)
     args.steps = args.steps or pipe.sample.num_inference_steps
-    calls: dict[str, int] = defaultdict(int)
+    clocks = {name: NetworkClock([step_network(getattr(pipe, name))]) for name in ("prior", "inpaint", "refine")}
     seconds: dict[str, float] = defaultdict(float)
-    for name in ("prior", "inpaint", "refine"):
+    for name in clocks:
         model = getattr(pipe, name)
-        denoise = model.denoise  # the per-step network call (sampling never calls the module's forward)
-
-        def counted(*a, _n=name, _f=denoise, **k):
-            calls[_n] += 1
-            return _f(*a, **k)
-
-        model.denoise = counted
         original = model.sample
 
         def timed(*a, _n=name, _f=original, **k):
@@ -91,7 +85,9 @@ def main() -> None:
     source = Image.fromarray(rng.integers(0, 255, (pipe.height, pipe.width, 3), dtype=np.uint8))
     pose = Pose.from_normalized(rng.uniform(0.1, 0.9, (18, 2)), pipe.height, pipe.width)
     pipe(source, pose, pose, num_inference_steps=2)  # warm-up
-    calls.clear(), seconds.clear()
+    seconds.clear()
+    for clock in clocks.values():
+        clock.reset()
     if str(args.device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     sync()
@@ -107,8 +103,9 @@ def main() -> None:
           f"guidance {args.guidance}, {args.device} {args.precision}")
     print(f"{'stage':8s} {'s/image':>9s} {'network calls/image':>20s}   (a call covers every image of a pass)")
     for name in ("prior", "inpaint", "refine"):
-        print(f"{name:8s} {seconds[name] / n:9.3f} {calls[name] / n:20.1f}")
-    print(f"{'total':8s} {total / n:9.3f} {sum(calls.values()) / n:20.1f}   (includes encoders and decoding)")
+        print(f"{name:8s} {seconds[name] / n:9.3f} {clocks[name].calls / n:20.1f}")
+    print(f"{'total':8s} {total / n:9.3f} {sum(c.calls for c in clocks.values()) / n:20.1f}   "
+          "(includes encoders and decoding)")
     if str(args.device).startswith("cuda"):
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

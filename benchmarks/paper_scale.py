@@ -32,7 +32,7 @@ from pcdms.models import InpaintModel, PriorModel, RefineModel
 from pcdms.models.blocks import without_pretrained_paths
 from pcdms.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
-from sampling_calls import NetworkClock, network_modules
+from sampling_calls import NetworkClock, network_modules, step_network
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ALL_CONFIGS = ["fp32", "fp32+classic", "fp16", "bf16", "bf16+channels_last", "bf16+compile",
@@ -80,8 +80,7 @@ def run(pipe: PCDMsPipeline, batch: int, steps: int, device: str) -> tuple[dict,
     """One timed pass over `batch` pairs (after one warm-up pass, which also compiles)."""
     images, poses = inputs(pipe, batch)
     clocks = {name: NetworkClock(list(network_modules(getattr(pipe, name)))) for name in ("prior", "inpaint", "refine")}
-    # one network evaluation per step and stage: the UNets' calls and the prior's output projection's
-    evaluations = NetworkClock([pipe.prior.proj_to_clip_embeddings, pipe.inpaint.unet, pipe.refine.unet])
+    evaluations = NetworkClock([step_network(getattr(pipe, name)) for name in clocks])  # one per step and stage
     stage_seconds = {name: 0.0 for name in clocks}
     for name in clocks:  # wrap each stage's sampler to time it
         stage = getattr(pipe, name)

@@ -39,6 +39,12 @@ def network_modules(stage: nn.Module) -> Iterator[nn.Module]:
             yield child
 
 
+def step_network(stage: nn.Module) -> nn.Module:
+    """The module called once per sampling step (and per `denoise`): a stage's UNet, or the prior's output
+    projection (its transformer blocks sit in a ModuleList and are called once per block)."""
+    return stage.unet if hasattr(stage, "unet") else stage.proj_to_clip_embeddings
+
+
 class NetworkClock:
     """Sums the time spent inside the given modules' forward calls (they never nest in one another)."""
 
