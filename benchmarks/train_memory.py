@@ -121,8 +121,7 @@ def _child(args: argparse.Namespace) -> None:
         model.enable_gradient_checkpointing()
     encoders = build_encoders(cfg.encoders, stage_class(stage).encoder_roles).to(device)  # as training does
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    frozen = sum(p.numel() for m in (encoders.autoencoder, encoders.clip, encoders.dino) if m is not None
-                 for p in m.parameters())
+    frozen = sum(p.numel() for m in encoders.present() for p in m.parameters())
     resident = current_mib(device)
     row = {"stage": stage, "checkpointing": checkpointing, "batch": args.batch, "precision": precision,
            "image": [cfg.data.height, cfg.data.width], "trained_params_m": trained / 1e6,

@@ -113,7 +113,7 @@ def count_flops(stage: str, cfg, device: str) -> tuple[int, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from pcdms.data.dataset import PairDataset
-    from pcdms.encoders import FrozenEncoder, build_encoders
+    from pcdms.encoders import build_encoders
     from pcdms.training import stage_class
 
     data, tc = cfg.data, cfg.train
@@ -123,7 +123,7 @@ def count_flops(stage: str, cfg, device: str) -> tuple[int, int]:
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     model = stage_class(stage)(getattr(cfg, stage)).to(device)
     encoders = build_encoders(cfg.encoders, stage_class(stage).encoder_roles).to(device)  # as training does
-    frozen_names = {type(m).__name__ for m in vars(encoders).values() if isinstance(m, FrozenEncoder)}
+    frozen_names = {type(m).__name__ for m in encoders.present()}
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(tc.mixed_precision)
     with FlopCounterMode(display=False) as counter:
         with torch.autocast(torch.device(device).type, dtype=half or torch.float32, enabled=half is not None):

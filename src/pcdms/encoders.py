@@ -246,10 +246,13 @@ class Encoders:
     clip: ClipImageEncoder | None
     dino: DinoEncoder | None
 
+    def present(self) -> list[FrozenEncoder]:
+        """The encoders this run holds, in `ROLES` order."""
+        return [module for module in (getattr(self, role) for role in ROLES) if module is not None]
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Encoders:
-        for module in (self.autoencoder, self.clip, self.dino):
-            if module is not None:
-                module.to(device=device, dtype=dtype)
+        for module in self.present():
+            module.to(device=device, dtype=dtype)
         return self
 
 
