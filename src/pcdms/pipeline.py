@@ -56,9 +56,9 @@ class PCDMsOutput:
 
 
 def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders | None = None) -> list[str]:
-    """Save the CLIP/DINOv2 encoders whose `pretrained_path` is null into `folder/encoders/<name>`, so a model
+    """Save the random-weight CLIP/DINOv2 encoders (`pretrained_path` null; not Inception) into `folder/encoders/<name>`, so a model
     folder trained with random-weight encoders is self-contained. Returns the names saved."""
-    random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).pretrained_path is None]
+    random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).random_weights]
     if random:
         if encoders is None or any(getattr(encoders, name) is None for name in random):
             encoders = build_encoders(cfg.encoders)  # a run that did not need one still saves it

