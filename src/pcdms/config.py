@@ -20,11 +20,10 @@ from typing import Any, Literal
 from pcdms import configio
 from pcdms.errors import ConfigError, UserError
 from pcdms.recipes import FULL_INTERVAL, check_guidance_interval
-
-INCEPTION_DIM = 2048  # the TF-FID Inception-v3 pool3 width (encoders.clip.kind=inception)
 from pcdms.validation import check_config_ranges
 
 PRESET_DIR = Path(__file__).parent / "presets"
+INCEPTION_DIM = 2048  # the TF-FID Inception-v3 pool3 width (encoders.clip.kind=inception)
 MODEL_DIR_ENV = "PCDMS_MODEL_DIR"
 
 

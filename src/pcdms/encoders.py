@@ -152,8 +152,9 @@ class InceptionImageEncoder(FrozenEncoder):
         super().__init__()
         from pcdms.metrics.inception import tf_inception_helper
 
-        if cfg.pretrained_path is not None or cfg.projection_dim != INCEPTION_DIM:  # validate_config says so first
-            raise UserError(f"encoders.clip.kind=inception needs pretrained_path null and projection_dim {INCEPTION_DIM}")
+        if cfg.pretrained_path is not None or cfg.projection_dim != INCEPTION_DIM:  # config.validate says so first
+            raise UserError(f"encoders.clip.kind=inception needs pretrained_path null and projection_dim "
+                            f"{INCEPTION_DIM}")
         self.image_size = TF_INCEPTION_SIZE
         self.model = tf_inception_helper("cpu").model
         self.freeze()
@@ -173,7 +174,6 @@ class CachedEncoder(FrozenEncoder):
     def __init__(self, encoder: FrozenEncoder) -> None:
         super().__init__()
         self.encoder = encoder
-        self.image_size = getattr(encoder, "image_size", None)
         self.outputs: dict[bytes, torch.Tensor] = {}
 
     @staticmethod
@@ -319,7 +319,9 @@ class Encoders:
 
     def cached(self) -> Encoders:
         """The same encoders with CLIP and DINOv2 outputs kept per distinct image (`CachedEncoder`)."""
-        wrap = lambda module: module if module is None or isinstance(module, CachedEncoder) else CachedEncoder(module)  # noqa: E731
+        def wrap(module: FrozenEncoder | None) -> FrozenEncoder | None:
+            return module if module is None or isinstance(module, CachedEncoder) else CachedEncoder(module)
+
         return Encoders(self.autoencoder, wrap(self.clip), wrap(self.dino))
 
 
@@ -331,10 +333,10 @@ def build_encoders(cfg: EncodersConfig, need: Sequence[str] = ROLES) -> Encoders
     CPU; the other roles are None.
 
     A random-weight encoder (`random_weights`: `pretrained_path: null`, not Inception) is drawn from a fixed
-    seed in a forked RNG: every stage's training run, every process of a multi-GPU run and every later sampling run then see the SAME frozen
-    encoders (stage 1 predicts embeddings in the space stage 2 was trained with), and the caller's RNG
-    state is untouched. A role left out is not loaded; a random one is still drawn (then dropped) when a
-    random role after it is needed, so those encoders are the same whatever `need` holds.
+    seed in a forked RNG: every stage's training run, every process of a multi-GPU run and every later sampling
+    run then see the SAME frozen encoders (stage 1 predicts embeddings in the space stage 2 was trained with),
+    and the caller's RNG state is untouched. A role left out is not loaded; a random one is still drawn (then
+    dropped) when a random role after it is needed, so those encoders are the same whatever `need` holds.
     """
     unknown = set(need) - set(ROLES)
     if unknown:

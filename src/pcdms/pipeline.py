@@ -56,8 +56,9 @@ class PCDMsOutput:
 
 
 def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders | None = None) -> list[str]:
-    """Save the random-weight CLIP/DINOv2 encoders (`pretrained_path` null; not Inception) into `folder/encoders/<name>`, so a model
-    folder trained with random-weight encoders is self-contained. Returns the names saved."""
+    """Save the random-weight CLIP/DINOv2 encoders (`pretrained_path` null; not Inception) into
+    `folder/encoders/<name>`, so a model folder trained with random-weight encoders is self-contained. Returns
+    the names saved."""
     random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).random_weights]
     if random:
         if encoders is None or any(getattr(encoders, name) is None for name in random):
