@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the shipped demo model from scratch on the CPU (the `demo` preset, synthetic people at 64x44) and
 # assemble it into src/pcdms/assets/demo/model. Reproducible: fixed seeds throughout.
-# Usage: scripts/train_demo.sh [WORK_DIR]   (about two hours on 2 CPU cores; a GPU makes it minutes)
+# Usage: scripts/train_demo.sh [WORK_DIR]   (about two and a quarter hours on 2 CPU cores; a GPU makes it minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
