@@ -61,7 +61,7 @@ def test_missing_model_is_a_user_error(tmp_path, capsys):
     assert "train_demo.sh" in capsys.readouterr().err
 
 
-def test_shipped_demo_images_are_unchanged_by_computing_conditions_once():
+def test_shipped_demo_images_match_their_reference_images():
     """The shipped model's images stay what they were, to within one grey level (`tests/data/demo_reference`,
     this same call). Issue 19 checked against them that conditions computed once per sampling call (pose
     embedding, projected tokens, guidance batch) give the images the per-step code gave; when issue 17
