@@ -1,4 +1,7 @@
-"""Shared test setup: offline hubs, few CPU threads, paths to the real samples in ../shared."""
+"""Shared test setup: offline hubs, few CPU threads, the test photos and the vendored reference data.
+
+Nothing here reads outside the clone: the photos come from installed dependencies (`photos.py`) and the
+authors' reference fixtures are vendored in `tests/data/authors_reference`."""
 
 from __future__ import annotations
 
@@ -12,15 +15,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PCDMS_SHARED", REPO_ROOT.parent / "shared"))
-SAMPLES = SHARED / "samples" / "deepfashion"
+DATA = REPO_ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def samples_dir() -> Path:
-    """Real DeepFashion photos and pose renders; read in place, never copied into the repo."""
-    assert SAMPLES.is_dir(), f"expected the shared samples at {SAMPLES} (set PCDMS_SHARED)"
-    return SAMPLES
+def samples_dir(tmp_path_factory) -> Path:
+    """Real photos (people and not) and pose renders, written once per run from what the dependencies ship:
+    see `photos.py` for which file is what."""
+    from photos import make_samples
+
+    return make_samples(tmp_path_factory.mktemp("samples"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,5 +1,5 @@
 """Shared tiny builders for the model tests: the tiny preset, its real-class encoders, a training batch made
-from the shared DeepFashion samples, and oracle denoisers that know the clean sample."""
+from the test photos and pose renders (photos.py), and oracle denoisers that know the clean sample."""
 
 from __future__ import annotations
 

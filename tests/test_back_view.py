@@ -1,6 +1,6 @@
 """The back-view rule of pose extraction: no face on the back of a head (OpenPose and DeepFashion drop it).
 
-No back-view photo ships in ../shared, so the rule is tested on landmark sets shaped like MediaPipe's
+No back-view photo ships with the tests, so the rule is tested on landmark sets shaped like MediaPipe's
 output: 33 rows of (x / width, y / height, visibility), person's left/right as MediaPipe labels them.
 """
 

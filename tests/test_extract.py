@@ -13,10 +13,7 @@ from pcdms.extract import PoseExtractor
 from pcdms.imageio import ImageReadError, load_image
 from pcdms.pose import JOINT, read_openpose_json
 
-# What MediaPipe (model_complexity=1) does on the shared samples: people in the three photos; nothing
-# in the anime illustration (img3) or the armour costume (img5).
-PEOPLE = ("img1", "img2", "img4")
-NO_PERSON = ("img3", "img5")
+from photos import NO_PERSON, PEOPLE  # which test photos show a person (tests/photos.py)
 
 
 @pytest.fixture(scope="module")
@@ -31,26 +28,36 @@ def test_photos_give_plausible_coco18_poses(extractor, samples_dir, name):
     pose, confidence = extractor(image)
     assert (pose.height, pose.width) == (image.height, image.width)
     xy, seen = pose.xy, pose.visible
-    for joint in ("nose", "neck", "r_shoulder", "l_shoulder", "r_hip", "l_hip", "r_eye", "l_eye"):
+    for joint in ("nose", "neck", "r_shoulder", "l_shoulder", "r_eye", "l_eye"):
         assert seen[JOINT[joint]], joint
-    hips_y = (xy[JOINT["r_hip"], 1] + xy[JOINT["l_hip"], 1]) / 2
-    assert xy[JOINT["nose"], 1] < xy[JOINT["neck"], 1] < hips_y
-    # a front-facing person: their right shoulder on the image's left, the neck between the shoulders
+    assert xy[JOINT["nose"], 1] < xy[JOINT["neck"], 1]
+    # the right shoulder on the image's left (a person facing the camera), the neck between the shoulders
     assert xy[JOINT["r_shoulder"], 0] < xy[JOINT["neck"], 0] < xy[JOINT["l_shoulder"], 0]
-    assert xy[JOINT["r_hip"], 0] < xy[JOINT["l_hip"], 0]
     np.testing.assert_allclose(xy[JOINT["neck"]], (xy[JOINT["r_shoulder"]] + xy[JOINT["l_shoulder"]]) / 2, atol=1)
     assert (pose.inside() == seen).all()  # joints MediaPipe puts beyond the border are missing
     assert (confidence[~seen] == 0).all() and (confidence[seen] >= 0.5).all()
 
 
-def test_cropped_legs_are_missing_not_invented(extractor, samples_dir):
-    """img1 ends at the thighs: MediaPipe extrapolates the ankles below the image; they must be missing."""
+def test_a_person_seen_to_the_knees_has_hips_below_the_neck(extractor, samples_dir):
+    """img2 (the cameraman) shows the body to the knees: hips found, in order, below the neck."""
+    pose, _ = extractor(load_image(samples_dir / "img2.png"))
+    xy, seen = pose.xy, pose.visible
+    assert seen[JOINT["r_hip"]] and seen[JOINT["l_hip"]]
+    hips_y = (xy[JOINT["r_hip"], 1] + xy[JOINT["l_hip"], 1]) / 2
+    assert xy[JOINT["nose"], 1] < xy[JOINT["neck"], 1] < hips_y
+    assert xy[JOINT["r_hip"], 0] < xy[JOINT["l_hip"], 0]
+
+
+def test_cropped_body_is_missing_not_invented(extractor, samples_dir):
+    """img1 (the astronaut) ends at the chest: MediaPipe extrapolates hips and legs below the image; they
+    must be missing."""
     pose, _ = extractor(load_image(samples_dir / "img1.png"))
-    assert not pose.visible[JOINT["r_ankle"]] and not pose.visible[JOINT["l_ankle"]]
+    for joint in ("r_hip", "l_hip", "r_knee", "l_knee", "r_ankle", "l_ankle"):
+        assert not pose.visible[JOINT[joint]], joint
 
 
 @pytest.mark.parametrize("name", NO_PERSON)
-def test_no_person_in_illustration_or_costume(extractor, samples_dir, name):
+def test_no_person_in_a_cat_or_a_cup(extractor, samples_dir, name):
     assert extractor(load_image(samples_dir / f"{name}.png")) is None
 
 
@@ -77,9 +84,9 @@ def test_extract_command_writes_poses_dataset_and_reports_every_bad_item(samples
     assert "wall.png" in failed and "notes.txt" in failed
     # finished work is kept: keypoints, renders, and a dataset root that passes the check
     pose = read_openpose_json(out / "keypoints" / "me.json")
-    assert (pose.height, pose.width) == (1120, 762)
+    assert (pose.height, pose.width) == (600, 512)
     assert json.loads((out / "keypoints" / "her.json").read_text())["people"]
-    assert Image.open(out / "poses" / "me.png").size == (762, 1120)
+    assert Image.open(out / "poses" / "me.png").size == (512, 600)
     assert main(["data", "check", str(out)]) == 0
     assert "test: 2 images, 2 pairs" in capsys.readouterr().out
 

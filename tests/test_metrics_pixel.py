@@ -16,7 +16,7 @@ SIZE = EvalSize(176, 256)
 
 @pytest.fixture(scope="module")
 def photo(samples_dir) -> np.ndarray:
-    """A real DeepFashion photo at the evaluation size, float32 0-255."""
+    """A real photo (the astronaut) at the evaluation size, float32 0-255."""
     return load_for_eval(samples_dir / "img1.png", SIZE)
 
 
