@@ -130,6 +130,26 @@ def _weights_of(data: Any, file: Path) -> tuple[dict[str, torch.Tensor], dict[st
     not_tensors = sorted(str(k) for k, v in data.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
         raise UserError(f"'{file}': the state dict has entries that are not tensors: {names(not_tensors)}")
+    _check_backed(data, file)
     keys = [str(k) for k in data]
     prefix = "module." if all(k.startswith("module.") for k in keys) else ""  # a DDP-wrapped model
     return {k.removeprefix(prefix): v for k, v in zip(keys, data.values())}, ignored
+
+
+def _check_backed(state: Mapping[Any, torch.Tensor], file: Path) -> None:
+    """Refuse tensors that claim more data than the file holds: an expanded view of one element
+    (`torch.zeros(1).expand(...)`) is a few bytes on disk and any size once copied. Each tensor must fit in its
+    own storage, and all of them together in twice the file's storages (weights tied under two names pass)."""
+    storages: dict[int, int] = {}
+    claimed = 0
+    for key, tensor in state.items():
+        need = tensor.numel() * tensor.element_size()
+        storage = tensor.untyped_storage()
+        if need > storage.nbytes():
+            raise UserError(f"refused '{file}': tensor '{key}' of shape {tuple(tensor.shape)} claims {need:,} bytes but "
+                            f"the file holds {storage.nbytes():,} for it (an expanded view, not weights)")
+        storages[storage.data_ptr()] = storage.nbytes()
+        claimed += need
+    if claimed > 2 * sum(storages.values()):
+        raise UserError(f"refused '{file}': its tensors claim {claimed:,} bytes but the file holds "
+                        f"{sum(storages.values()):,} (many views of the same data, not weights)")

@@ -20,6 +20,25 @@ import yaml
 from pcdms.errors import ConfigError
 
 T = TypeVar("T")
+SHOWN_CHARS = 200  # at most this much of a value is quoted in a message
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to SHOWN_CHARS: a message never prints a whole (possibly huge) value."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases: a config never needs them, and nested aliases
+    expand tenfold per level (a 435-byte file can ask for gigabytes)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"found the alias *{event.anchor}: YAML anchors and aliases "
+                                              "are not accepted in a config (write the value out)", event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _type_name(tp: Any) -> str:
@@ -41,7 +60,7 @@ def _type_name(tp: Any) -> str:
 
 def _fail(key: str, tp: Any, value: Any) -> ConfigError:
     return ConfigError(
-        f"config key '{key}' expects {_type_name(tp)}, got {value!r} ({type(value).__name__})"
+        f"config key '{key}' expects {_type_name(tp)}, got {shown(value)} ({type(value).__name__})"
     )
 
 
@@ -156,7 +175,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_NoAliasLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML 1.1 reads '1e-4' as a string; users mean a number.
@@ -197,7 +216,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_NoAliasLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}".replace("\n", " ")) from None
     if not isinstance(data, dict):

@@ -1,0 +1,82 @@
+"""Files crafted to exhaust memory (issue 28), as an attacker would write them: each row is a file and the command
+that reads it; each must end in one line naming the file and what is wrong, before anything is allocated.
+
+The rows: a YAML config whose nested aliases expand tenfold per level (through `--config` and through a model
+folder's `config.yaml`), and a `.pt` checkpoint whose tensors are expanded views of one element (a few bytes on
+disk, hundreds of GB once copied by `convert`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from pcdms.cli import main
+
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "src" / "pcdms" / "assets" / "demo" / "model"
+DEMO_INPUTS = DEMO_MODEL.parent / "inputs"
+
+
+def alias_bomb(levels: int = 7) -> str:
+    """435 bytes of YAML that PyYAML's safe_load expands to 10**levels strings (1.75 GB at depth 7)."""
+    lines = ['a0: &a0 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"']
+    for i in range(1, levels + 1):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + f"\ntrain: {{note: *a{levels}}}\n"
+
+
+def _config_file(tmp: Path) -> list[str]:
+    (tmp / "bomb.yaml").write_text(alias_bomb())
+    return ["train", "--stage", "inpaint", "--config", str(tmp / "bomb.yaml"), "--dry-run"]
+
+
+def _model_folder(tmp: Path) -> list[str]:
+    model = tmp / "model"
+    shutil.copytree(DEMO_MODEL, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    (model / "config.yaml").write_text(alias_bomb() + (DEMO_MODEL / "config.yaml").read_text())
+    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
+            "--target-pose", str(DEMO_INPUTS / "id00161_02_three-quarter-full.json"), "--out", str(tmp / "out"),
+            "--device", "cpu", "--no-progress"]
+
+
+def _expanded_views(tmp: Path) -> list[str]:
+    views = {"unet.conv_in.weight": torch.zeros(1).expand(320, 9, 3, 3),
+             "unet.huge": torch.zeros(1).expand(250_000, 250_000)}  # 250 GB once materialised
+    torch.save({"module": views}, tmp / "mp_rank_00_model_states.pt")
+    return ["convert", "--from-authors", str(tmp / "mp_rank_00_model_states.pt"), "--stage", "inpaint",
+            "--out", str(tmp / "converted")]
+
+
+@dataclass
+class Row:
+    id: str
+    argv: Callable[[Path], list[str]]
+    words: tuple[str, ...]  # what the one line must say
+
+
+ROWS = [
+    Row("yaml-aliases-in-config", _config_file, ("bomb.yaml", "aliases are not accepted")),
+    Row("yaml-aliases-in-model-folder", _model_folder, ("config.yaml", "aliases are not accepted")),
+    Row("pt-expanded-views", _expanded_views, ("mp_rank_00_model_states.pt", "expanded view")),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
+def test_crafted_file_is_refused_in_one_line(row, tmp_path, capsys):
+    argv = row.argv(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and len(lines[0]) < 600, err[:2000]
+    for word in row.words:
+        assert word in lines[0], (word, lines[0])
