@@ -29,16 +29,41 @@ def shown(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without anchors and aliases: a config never needs them, and nested aliases
-    expand tenfold per level (a 435-byte file can ask for gigabytes)."""
+MAX_NODES = 100_000  # a config's YAML tree, aliases expanded; real ones have a few hundred nodes
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, f"found the alias *{event.anchor}: YAML anchors and aliases "
-                                              "are not accepted in a config (write the value out)", event.start_mark)
-        return super().compose_node(parent, index)
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document whose aliases expand past MAX_NODES nodes: nested aliases
+    expand tenfold per level (a 435-byte file can ask for gigabytes), while presets use a few anchors."""
+
+    def get_single_node(self):  # noqa: ANN201 - PyYAML's signature
+        root = super().get_single_node()
+        if root is not None:
+            count = _expanded_size(root, {}, set())
+            if count > MAX_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"its anchors and aliases expand to {count:,} values (at most {MAX_NODES:,} are "
+                    "accepted in a config)", None)
+        return root
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes in the tree under `node` with every alias written out, computed once per distinct node."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise yaml.composer.ComposerError(None, None, "a YAML alias refers to its own anchor (an endless value)",
+                                          node.start_mark)
+    open_nodes.add(key)
+    children: list = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [item for pair in node.value for item in pair]
+    sizes[key] = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(key)
+    return sizes[key]
 
 
 def _type_name(tp: Any) -> str:
@@ -175,7 +200,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override '{text}' has an empty key")
     try:
-        value = yaml.load(raw, Loader=_NoAliasLoader) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_BoundedLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML 1.1 reads '1e-4' as a string; users mean a number.
@@ -216,7 +241,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_NoAliasLoader) or {}
+        data = yaml.load(text, Loader=_BoundedLoader) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}".replace("\n", " ")) from None
     if not isinstance(data, dict):
