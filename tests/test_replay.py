@@ -40,6 +40,16 @@ def test_settings_round_trip(tmp_path):
     (lambda d: d.update(stages="B7"), "field 'stages'"),
     (lambda d: d.update(seed="zero"), "field 'seed'"),
     (lambda d: d["target_pose"].update(keypoints=[[1, 2]] * 17), "field 'target_pose'"),
+    # issue 28: the ranges `pcdms generate` applies, never an all-black image or a traceback
+    (lambda d: d.update(guidance=float("nan")), r"field 'guidance' must be a finite number in \[0, 100\] or null, got nan"),
+    (lambda d: d.update(guidance=-50), "field 'guidance' must be"),
+    (lambda d: d.update(seed=2**70), "field 'seed' must be an integer in"),
+    (lambda d: d.update(steps=10**9), "field 'steps' must be an integer in"),
+    (lambda d: d.update(num_samples=0), "field 'num_samples'"),
+    (lambda d: d.update(refine_strength=0), "field 'refine_strength'"),
+    (lambda d: d.update(source_size="ab"), "field 'source_size' must be null or"),
+    (lambda d: d.update(source_size=[10**6, 10**6]), "field 'source_size'"),
+    (lambda d: d["target_pose"].update(height=10**6), "field 'target_pose'.*height and width"),
 ])
 def test_bad_settings_files_name_the_field(tmp_path, change, message):
     path = write_settings(tmp_path / "s.json", _settings())
@@ -47,6 +57,13 @@ def test_bad_settings_files_name_the_field(tmp_path, change, message):
     change(data)
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match=message):
+        read_settings(path)
+
+
+def test_deeply_nested_settings_file_is_one_line(tmp_path):
+    path = tmp_path / "nested.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match="nested.json: not a readable settings JSON file"):
         read_settings(path)
 
 

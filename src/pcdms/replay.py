@@ -16,8 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pcdms.configio import shown
 from pcdms.errors import UserError
 from pcdms.pose import NUM_JOINTS, Pose
+from pcdms.validation import RUN_SETTING_RANGES, Range
+
+SIDE = Range(1, 8192, integer=True)  # a photo's or pose canvas's side in pixels (photos are read at <= 2048)
 
 FORMAT = "pcdms-settings"
 VERSION = 1
@@ -62,7 +66,10 @@ def pose_from_dict(data: object, where: str) -> Pose:
             raise ValueError(f"{len(points)} keypoints, expected {NUM_JOINTS}")
         visible = np.array([p is not None for p in points])
         xy = np.array([p if p is not None else (0.0, 0.0) for p in points], dtype=np.float32).reshape(NUM_JOINTS, 2)
-        return Pose(xy, visible, int(data["height"]), int(data["width"]))  # type: ignore[index]
+        height, width = data["height"], data["width"]  # type: ignore[index]
+        if not (SIDE.allows(height) and SIDE.allows(width)):
+            raise ValueError(f"height and width must each be {SIDE.describe()}, got {shown(height)} x {shown(width)}")
+        return Pose(xy, visible, int(height), int(width))
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{where}: expected {{height, width, keypoints: 18 x [x, y] or null}} ({err})") from None
 
@@ -88,8 +95,8 @@ def read_settings(path: str | Path) -> RunSettings:
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: not a readable settings JSON file ({err})") from None
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested deeper than Python's stack
+        raise UserError(f"{path}: not a readable settings JSON file ({shown(str(err))})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a pcdms settings file (expected \"format\": \"{FORMAT}\")")
     if data.get("version") != VERSION:
@@ -100,19 +107,28 @@ def read_settings(path: str | Path) -> RunSettings:
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise UserError(f"{path}: field '{name}' should be {getattr(kind, '__name__', 'a number')}, got {value!r}")
+            raise UserError(f"{path}: field '{name}' should be {getattr(kind, '__name__', 'a number')}, got "
+                            f"{shown(value)}")
+        return value
+
+    def number(name: str):  # the ranges `pcdms generate` applies to the same settings
+        value, rule = data.get(name), RUN_SETTING_RANGES[name]
+        if not rule.allows(value):
+            raise UserError(f"{path}: field '{name}' must be {rule.describe()}, got {shown(value)}")
         return value
 
     stages = field("stages", str)
     if stages not in STAGE_CHOICES:
         raise UserError(f"{path}: field 'stages' is {stages!r}; expected one of {', '.join(STAGE_CHOICES)}")
     size = data.get("source_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(SIDE.allows(v) for v in size)):
+        raise UserError(f"{path}: field 'source_size' must be null or [width, height], each {SIDE.describe()}, "
+                        f"got {shown(size)}")
     return RunSettings(
         target_pose=pose_from_dict(data.get("target_pose"), f"{path}: field 'target_pose'"),
         source_pose=None if data.get("source_pose") is None else pose_from_dict(data["source_pose"], f"{path}: field 'source_pose'"),
-        stages=stages, steps=field("steps", int, True), guidance=field("guidance", (int, float), True),
-        seed=field("seed", int), num_samples=field("num_samples", int),
-        refine_strength=field("refine_strength", (int, float), True), model=field("model", str),
+        stages=stages, steps=number("steps"), guidance=number("guidance"), seed=number("seed"),
+        num_samples=number("num_samples"), refine_strength=number("refine_strength"), model=field("model", str),
         source_size=None if size is None else (int(size[0]), int(size[1])),
         source_pixels_sha256=field("source_pixels_sha256", str, True),
     )

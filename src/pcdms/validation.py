@@ -76,6 +76,16 @@ FINITE = Range()
 BETA = Range(0.0, 1.0, high_open=True)
 SEED = Range(0, SEED_MAX, integer=True)
 
+#: The settings of one generation, as `pcdms generate` takes them and a settings file (`--settings`, the page's
+#: downloads) replays them: one set of ranges for both. None = the model's config.
+RUN_SETTING_RANGES: dict[str, Range] = {
+    "steps": Range(1, 1000, integer=True, nullable=True),  # the schedules have 1000 training timesteps
+    "guidance": Range(0.0, 100.0, nullable=True),
+    "seed": SEED,
+    "num_samples": Range(1, 64, integer=True),
+    "refine_strength": Range(0.0, 1.0, low_open=True, nullable=True),
+}
+
 #: Every numeric config value, by dotted key; `*` matches one section name, `[*]` any list item.
 CONFIG_RANGES: dict[str, Range] = {
     # schedules and networks
