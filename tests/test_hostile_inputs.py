@@ -1,6 +1,9 @@
 """Files crafted to exhaust memory (issue 28), as an attacker would write them: each row is a file and the command
 that reads it; each must end in one line naming the file and what is wrong, before anything is allocated.
 
+Then names in a dataset's files that leave the dataset root: reported by `data check`, refused by `generate`,
+never written by `pose render`.
+
 The rows: a YAML config whose nested aliases expand tenfold per level (23 million nodes from 516 bytes), through
 `--config` and through a model folder's `config.yaml` (the presets' own few anchors still load); and a `.pt`
 checkpoint whose tensors are expanded views of one element (a few bytes on disk, hundreds of GB once copied by
@@ -81,3 +84,57 @@ def test_crafted_file_is_refused_in_one_line(row, tmp_path, capsys):
     assert len(lines) == 1 and len(lines[0]) < 600, err[:2000]
     for word in row.words:
         assert word in lines[0], (word, lines[0])
+
+
+# ---------------------------------------------------------------------- names that leave the dataset root
+@pytest.fixture(scope="module")
+def escaping_dataset(tmp_path_factory) -> tuple[Path, Path]:
+    """A PATN dataset whose annotation names one image by an absolute path and one through `..`, and whose
+    pairs file climbs out too; the files those names point at exist (an attacker's target), outside the root."""
+    from pcdms.data.synth import generate as synth
+
+    base = tmp_path_factory.mktemp("escape")
+    root = base / "data"
+    synth(root, train_identities=0, test_identities=1, poses_per_identity=3, height=64, width=44, seed=4)
+    victim = base / "victim.png"
+    shutil.copy(next((root / "test").glob("*.png")), victim)
+    annotation = root / "synth-annotation-test.csv"
+    lines = annotation.read_text().splitlines()
+    for index, name in ((1, str(victim)), (2, "../../victim.png")):
+        lines[index] = ":".join([name, *lines[index].split(":")[1:]])
+    annotation.write_text("\n".join(lines) + "\n")
+    pairs = root / "synth-pairs-test.csv"
+    pairs.write_text(pairs.read_text() + "../victim.png,/etc/passwd\n")
+    return root, victim
+
+
+def test_data_check_names_every_row_whose_image_leaves_the_root(escaping_dataset, capsys):
+    root, victim = escaping_dataset
+    code = main(["data", "check", str(root)])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 1
+    assert f"synth-annotation-test.csv:line 2: image name '{victim}' is an absolute path" in text
+    assert "synth-annotation-test.csv:line 3: image name '../../victim.png' climbs out with '..'" in text
+    assert "synth-pairs-test.csv:line" in text and "'../victim.png' climbs out" in text
+    assert "'/etc/passwd' is an absolute path" in text
+
+
+def test_generate_refuses_a_dataset_whose_names_leave_the_root(escaping_dataset, tmp_path, capsys):
+    root, _ = escaping_dataset
+    code = main(["generate", "--dataset", str(root), "--split", "test", "--out", str(tmp_path / "out"), "--steps", "1",
+                 "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "climbs out with '..'" in err
+    assert not list((tmp_path / "out").rglob("*.png"))  # nothing generated (rglob of a missing folder is empty)
+
+
+def test_pose_render_writes_only_inside_out(escaping_dataset, tmp_path, capsys):
+    root, victim = escaping_dataset
+    before = victim.read_bytes()
+    main(["pose", "render", str(root), "--out", str(tmp_path / "out")])
+    assert victim.read_bytes() == before  # the file the absolute and '..' names point at is untouched
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert written and all(p.resolve().is_relative_to((tmp_path / "out").resolve()) for p in written)
+    assert "is an absolute path" in capsys.readouterr().err

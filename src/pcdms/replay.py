@@ -19,9 +19,8 @@ from PIL import Image
 from pcdms.configio import shown
 from pcdms.errors import UserError
 from pcdms.pose import NUM_JOINTS, Pose
-from pcdms.validation import RUN_SETTING_RANGES, Range
-
-SIDE = Range(1, 8192, integer=True)  # a photo's or pose canvas's side in pixels (photos are read at <= 2048)
+from pcdms.validation import FRAME_SIDE as SIDE
+from pcdms.validation import RUN_SETTING_RANGES
 
 FORMAT = "pcdms-settings"
 VERSION = 1

@@ -76,6 +76,10 @@ FINITE = Range()
 BETA = Range(0.0, 1.0, high_open=True)
 SEED = Range(0, SEED_MAX, integer=True)
 
+#: A pose canvas's or recorded photo's side in pixels (photos are read at <= 2048): bounded before anything is
+#: drawn at that size (a 10^6 x 10^6 canvas from a JSON or annotation row would take terabytes).
+FRAME_SIDE = Range(1, 8192, integer=True)
+
 #: The settings of one generation, as `pcdms generate` takes them and a settings file (`--settings`, the page's
 #: downloads) replays them: one set of ranges for both. None = the model's config.
 RUN_SETTING_RANGES: dict[str, Range] = {

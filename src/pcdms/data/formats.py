@@ -21,12 +21,13 @@ import json
 from textwrap import shorten
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from pcdms.errors import UserError, warn
 from pcdms.pose import DEEPFASHION_FRAME, JOINTS, MARKET_FRAME, MISSING, NUM_JOINTS, Pose
+from pcdms.validation import FRAME_SIDE
 
 FORMATS = ("patn", "gfla", "authors")
 GFLA_TARGET_FIELD = 0  # GFLA/PIDM pair lines: field 0 is the target image, every other field a source of it
@@ -40,7 +41,7 @@ class Problem:
     file: Path
     where: str | None
     message: str
-    kind: str = "malformed"  # malformed | missing-file | missing-image | unreadable-image | unknown-image | outside-frame | bad-joints | no-joints | duplicate
+    kind: str = "malformed"  # malformed | missing-file | missing-image | unreadable-image | unknown-image | outside-frame | bad-joints | no-joints | duplicate | outside-root
 
     def __str__(self) -> str:
         return f"{self.file}:{self.where}: {self.message}" if self.where else f"{self.file}: {self.message}"
@@ -165,6 +166,27 @@ def available_splits(root: str | Path, format: str = "auto") -> list[str]:
 
 
 # ---------------------------------------------------------------------- shared helpers
+def name_outside_root(name: str) -> str | None:
+    """Why an image name from a dataset file would leave the dataset root (None when it stays inside): names
+    are relative paths under the root, so an absolute name or a `..` part is refused, never followed."""
+    if "\0" in name:
+        return "holds a NUL character"
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or PureWindowsPath(name).drive:
+        return "is an absolute path"
+    if ".." in path.parts:
+        return "climbs out with '..'"
+    return None
+
+
+def _inside_root(problems: list[Problem], name: str, origin: tuple[Path, str | None]) -> bool:
+    why = name_outside_root(name)
+    if why is not None:
+        problems.append(Problem(*origin, f"image name '{name}' {why}: names are paths inside the dataset root",
+                                "outside-root"))
+    return why is None
+
+
 def resolve_image(candidates: list[Path]) -> Path | None:
     """The first existing file among `candidates`, each also tried with the other usual image suffixes."""
     for path in candidates:
@@ -176,6 +198,8 @@ def resolve_image(candidates: list[Path]) -> Path | None:
 
 
 def _add_image(data: SplitData, problems: list[Problem], entry: ImageEntry, candidates: list[Path]) -> None:
+    if not _inside_root(problems, entry.name, entry.origin):
+        return
     if entry.name in data.images:
         problems.append(Problem(*entry.origin, f"image '{entry.name}' is annotated twice", "duplicate"))
         return
@@ -213,6 +237,9 @@ def _add_pair(data: SplitData, problems: list[Problem], pair: PairRecord, origin
     """Keep a pair whose images both have keypoints; `read_image(name, origin)` loads one not seen yet."""
     for name in (pair.source, pair.target):
         if name in data.images or name in data.unreadable:
+            continue
+        if not _inside_root(problems, name, origin):
+            data.unreadable.add(name)
             continue
         if read_image is None:
             problems.append(Problem(*origin, f"pair names unknown image '{name}' (no keypoints for it)", "unknown-image"))
@@ -319,8 +346,9 @@ def _read_patn_annotation(data: SplitData, problems: list[Problem], path: Path, 
                 frame = (int(fields[col["height"]]), int(fields[col["width"]]))
             except ValueError:
                 frame = (0, 0)
-            if min(frame) <= 0:
-                problems.append(Problem(path, where, "height and width must be positive integers"))
+            if not all(FRAME_SIDE.allows(side) for side in frame):
+                problems.append(Problem(path, where, f"height and width must each be {FRAME_SIDE.describe()}, got "
+                                        f"{fields[col['height']][:20]}:{fields[col['width']][:20]}"))
                 continue
         raw = np.stack([xs, ys], axis=1)
         pose = _check_frame(Pose.from_pixels(raw, *frame), (path, where), problems, f"{frame[0]}x{frame[1]}", raw)
@@ -328,7 +356,7 @@ def _read_patn_annotation(data: SplitData, problems: list[Problem], path: Path, 
         entry = ImageEntry(name, pose.normalized(), frame, None, (path, where))
         if resolve:
             _add_image(data, problems, entry, [d / name for d in image_dirs])
-        elif name not in data.images:
+        elif name not in data.images and _inside_root(problems, name, entry.origin):
             data.images[name] = entry
 
 
