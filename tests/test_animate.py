@@ -11,7 +11,7 @@ from PIL import Image
 from pcdms.cli import main
 from pcdms.commands.demo import ASSETS
 from pcdms.pipeline import PCDMsPipeline
-from pcdms.pose import read_openpose_json, write_openpose_json
+from pcdms.pose import JOINT, Pose, read_openpose_json, write_openpose_json
 from pcdms.video import read_frames, video_info, write_mp4
 
 INPUTS = ASSETS / "inputs"
@@ -147,3 +147,43 @@ def test_bad_poses_argument_is_a_one_line_error(tmp_path, capsys, poses, message
     assert main(animate_args(tmp_path / "out", poses)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _head_at_top_edge(path):
+    """The source's pose moved up until its head touches the photo's top edge (its highest joint at y = 0)."""
+    pose = read_openpose_json(SOURCE_POSE)
+    top = pose.xy[pose.visible, 1].min()
+    write_openpose_json(path, Pose(pose.xy - np.array([0.0, top]), pose.visible, pose.height, pose.width))
+    return path
+
+
+def test_arms_up_from_a_head_at_the_top_edge_keeps_the_arms_on_the_canvas_and_says_so(tmp_path, capsys):
+    args = animate_args(tmp_path / "out", "arms-up", "--frames", "3")
+    args[args.index("--source-pose") + 1] = str(_head_at_top_edge(tmp_path / "top.json"))
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    # frame 1 of 3 is the arms' highest: it alone reached off the top, and the warning names it
+    assert "pcdms animate: warning: motion 'arms-up' reaches off the 64x44 canvas" in err
+    assert "in frame(s) 1 (" in err and "scaled to" in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["no_pose"] == {} and report["generated"] == [0, 1, 2]
+
+
+def test_poses_of_a_folder_that_leave_the_canvas_are_named_by_frame(tmp_path):
+    import argparse
+
+    from pcdms.commands.animate import load_sequence
+    from pcdms.errors import InputWarning
+
+    # a clip in a taller frame whose person raises the right hand high in frames 1 and 3: fitted to a source
+    # whose head touches the top edge, the raised hand lands above the photo
+    source = read_openpose_json(_head_at_top_edge(tmp_path / "top.json"))
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    for i in range(4):
+        xy = source.xy + np.array([0.0, 30.0])
+        xy[JOINT["r_wrist"], 1] = 2.0 if i % 2 else xy[JOINT["r_wrist"], 1]
+        write_openpose_json(poses / f"{i}.json", Pose(xy, source.visible, 100, 44))
+    args = argparse.Namespace(poses=str(poses), frames=None, smooth=None, framing="source", no_progress=True)
+    with pytest.warns(InputWarning, match=r"joints off the canvas in frame\(s\) 1, 3 \(r_wrist\)"):
+        load_sequence(args, source, tmp_path)

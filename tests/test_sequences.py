@@ -1,15 +1,18 @@
-"""Pose sequences for `pcdms animate`: gap filling and smoothing, fitting to the source, the built-in motions."""
+"""Pose sequences for `pcdms animate`: gap filling and smoothing, fitting to the source, the built-in motions
+and keeping them on the canvas."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 
 from pcdms.commands.demo import ASSETS
-from pcdms.errors import UserError
+from pcdms.errors import InputWarning, UserError
 from pcdms.motions import MOTIONS, make_motion
 from pcdms.pose import JOINT, Pose, read_openpose_json
-from pcdms.sequences import PoseSequence, fit_to_source, smooth
+from pcdms.sequences import PoseSequence, describe_off_canvas, fit_to_source, from_motion, off_canvas, smooth
 
 SOURCE_POSE = read_openpose_json(ASSETS / "inputs" / "id00161_00_front-full.json")
 
@@ -86,3 +89,44 @@ def test_a_motion_needs_the_shoulders_and_a_known_name():
         make_motion("wave", headless)
     with pytest.raises(UserError, match="unknown motion 'dance'"):
         make_motion("dance", SOURCE_POSE)
+
+
+def _head_at_top_edge() -> Pose:
+    """The demo source's pose moved up until its head touches the top edge (its highest joint at y = 0)."""
+    top = SOURCE_POSE.xy[SOURCE_POSE.visible, 1].min()
+    return Pose(SOURCE_POSE.xy - np.array([0.0, top]), SOURCE_POSE.visible, SOURCE_POSE.height, SOURCE_POSE.width)
+
+
+def test_a_motion_that_would_leave_the_canvas_is_fitted_inside_it_once_for_every_frame():
+    source = _head_at_top_edge()
+    assert source.xy[JOINT["nose"], 1] < 3 and source.inside().sum() == source.visible.sum()
+    assert off_canvas(make_motion("arms-up", source, 24))  # as made, the raised arms leave the top edge
+    with pytest.warns(InputWarning, match=r"motion 'arms-up' reaches off the 64x44 canvas .* frame\(s\) [\d, -]+ "
+                                          r"\(.*r_wrist.*l_wrist\); the whole motion is scaled to \d+%"):
+        sequence = from_motion("arms-up", source, 24)
+    assert len(sequence) == 24 and off_canvas(sequence.poses) == {}
+    up = sequence.poses[12]  # the middle frame: both arms straight up, every joint still shown
+    assert up.visible[[JOINT["r_wrist"], JOINT["l_wrist"]]].all()
+    assert up.xy[JOINT["r_wrist"], 1] < up.xy[JOINT["nose"], 1]
+    # one scale and shift for the whole motion: the body that does not move stays put from frame to frame
+    still = [JOINT[j] for j in ("neck", "r_shoulder", "l_shoulder", "r_hip", "l_ankle", "nose")]
+    for pose in sequence.poses:
+        assert np.allclose(pose.xy[still], sequence.poses[0].xy[still], atol=1e-3)
+    torso = np.linalg.norm(up.xy[JOINT["neck"]] - up.xy[JOINT["r_hip"]])
+    assert 0.6 < torso / np.linalg.norm(source.xy[JOINT["neck"]] - source.xy[JOINT["r_hip"]]) < 1.0
+
+
+def test_a_motion_inside_the_canvas_is_left_as_made():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        sequence = from_motion("walk", SOURCE_POSE, 12)
+    assert all(p.allclose(q) for p, q in zip(sequence.poses, make_motion("walk", SOURCE_POSE, 12)))
+
+
+def test_off_canvas_names_frames_and_joints():
+    moved = Pose(SOURCE_POSE.xy + np.array([0.0, -10.0]), SOURCE_POSE.visible, SOURCE_POSE.height, SOURCE_POSE.width)
+    outside = off_canvas([SOURCE_POSE, moved, None, moved, SOURCE_POSE, moved])
+    assert sorted(outside) == [1, 3, 5] and "nose" in outside[1]
+    assert describe_off_canvas(outside).startswith("1, 3, 5 (nose")
+    assert describe_off_canvas({2: ["r_wrist"], 3: ["l_wrist", "r_wrist"], 4: ["r_wrist"], 9: ["nose"]}) == \
+        "2-4, 9 (nose, r_wrist, l_wrist)"

@@ -11,6 +11,9 @@ index (a file that cannot be read, a video frame with no person), so nothing is 
 - `fit_to_source`: a video's person can stand anywhere in a frame of any shape. The sequence is moved and
   scaled so that its person's median neck sits on the source's neck and its median torso length (neck to
   hips) equals the source's, in the source pose's frame. Motion within the sequence is kept.
+- `fit_in_frame`: a joint off the canvas is dropped on its way into the model (an arm raised over a head that
+  touches the top edge would vanish). A built-in motion is fitted inside its frame with one scale and shift
+  for every frame, so the person stays steady; `off_canvas` names the frames where a sequence leaves it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcdms.errors import UserError
-from pcdms.pose import JOINT, NUM_JOINTS, Pose, read_openpose_json, write_openpose_json
+from pcdms.errors import UserError, warn
+from pcdms.pose import JOINT, JOINTS, NUM_JOINTS, Pose, read_openpose_json, write_openpose_json
 
 NECK, HIPS = JOINT["neck"], (JOINT["r_hip"], JOINT["l_hip"])
 
@@ -109,10 +112,63 @@ def from_video(path: str | Path, cache: str | Path, limit: int | None = None,
 
 
 def from_motion(name: str, source_pose: Pose, frames: int | None = None) -> PoseSequence:
+    """The built-in motion `name` made from the source pose, fitted inside its frame (an `InputWarning` says
+    when that moved or shrank it, naming the frames that reached outside)."""
     from pcdms.motions import make_motion
 
     poses = make_motion(name, source_pose, frames)
+    outside = off_canvas(poses)
+    if outside:
+        poses, scale, shift = fit_in_frame(poses)
+        how = [f"scaled to {100 * scale:.0f}%"] if scale < 0.995 else []
+        how += [f"moved by ({shift[0]:+.1f}, {shift[1]:+.1f}) px"] if np.abs(shift).max() >= 0.05 else []
+        warn(f"motion '{name}' reaches off the {source_pose.height}x{source_pose.width} canvas of the source pose "
+             f"in frame(s) {describe_off_canvas(outside)}; the whole motion is {' and '.join(how) or 'adjusted'} "
+             "so every joint stays in the frame")
     return PoseSequence(list(poses), [f"{name} {i}" for i in range(len(poses))])
+
+
+# ---------------------------------------------------------------------- the canvas
+def off_canvas(poses: Sequence[Pose | None]) -> dict[int, list[str]]:
+    """Frame index -> the names of its visible joints outside its frame (frames with none are left out)."""
+    outside = {}
+    for i, pose in enumerate(poses):
+        if pose is not None and (pose.visible & ~pose.inside()).any():
+            outside[i] = [JOINTS[j] for j in np.flatnonzero(pose.visible & ~pose.inside())]
+    return outside
+
+
+def describe_off_canvas(outside: dict[int, list[str]]) -> str:
+    """{3: ['r_wrist'], 4: ['r_wrist', 'l_wrist'], 7: ['l_wrist']} -> '3-4, 7 (r_wrist, l_wrist)'."""
+    index = sorted(outside)
+    runs, start = [], index[0]
+    for prev, cur in zip(index, [*index[1:], None]):
+        if cur != prev + 1:
+            runs.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = cur
+    joints = sorted({j for names in outside.values() for j in names}, key=JOINTS.index)
+    return f"{', '.join(runs)} ({', '.join(joints)})"
+
+
+def fit_in_frame(poses: Sequence[Pose], margin: float = 0.02) -> tuple[list[Pose], float, np.ndarray]:
+    """Every pose moved by one scale and shift so that all their visible joints lie inside the frame, `margin`
+    (a share of the longer side) from its edges: (poses, scale, (dx, dy) in pixels after the scaling).
+
+    The scale is 1 unless the poses' extent is larger than the frame, and shrinks about the bottom centre of
+    their box (a standing person keeps their feet where they were); then the box moves the least that puts
+    it inside. All poses share the frame of the first.
+    """
+    frame = poses[0]
+    pad = margin * max(frame.height, frame.width)
+    size = np.array([frame.width, frame.height], dtype=np.float64)
+    xy = np.concatenate([p.xy[p.visible] for p in poses]).astype(np.float64)
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    scale = float(min(1.0, *((size - 2 * pad) / np.maximum(high - low, 1e-6))))
+    anchor = np.array([(low[0] + high[0]) / 2, high[1]])
+    low, high = anchor + scale * (low - anchor), anchor + scale * (high - anchor)
+    # the least move into [pad, size - pad]: the box fits, so at most one side of each axis needs it
+    shift = np.where(low < pad, pad - low, np.where(high > size - pad, size - pad - high, 0.0))
+    return [Pose((p.xy - anchor) * scale + anchor + shift, p.visible, p.height, p.width) for p in poses], scale, shift
 
 
 # ---------------------------------------------------------------------- steadying

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pcdms.errors import UserError
+from pcdms.errors import UserError, warn
 
 DEFAULT_FPS = 12.0
 SETTINGS_FILE = "animation.json"
@@ -27,7 +27,9 @@ Make a video of the person in --source moving through a sequence of poses.
         a folder of OpenPose/COCO-18 JSON files, used in name order;
         a video file: a pose is extracted from each frame (mediapipe), smoothed over time, gaps of
           1-2 frames filled in;
-        a built-in motion made from the source's own pose: {', '.join(MOTIONS)}.
+        a built-in motion made from the source's own pose: {', '.join(MOTIONS)}; a motion that would
+          reach off the photo (arms raised over a head at its top edge) is scaled and moved, once for
+          every frame, to stay inside it, with a warning naming the frames.
       Poses from a folder or a video are moved and scaled so their person stands where, and as large
       as, the person in --source (--framing as-is keeps them as they are).
 
@@ -82,6 +84,10 @@ def load_sequence(args: argparse.Namespace, source_pose, out: Path):
         sequence = sequences.smooth(sequence, sigma)
     if args.framing == "source":
         sequence = sequences.fit_to_source(sequence, source_pose)
+    outside = sequences.off_canvas(sequence.poses)
+    if outside:
+        warn(f"--poses {poses}: joints off the canvas in frame(s) {sequences.describe_off_canvas(outside)}; "
+             "those frames are made without them")
     return sequence
 
 
