@@ -43,7 +43,9 @@ draws new noise per frame (for comparison). --stages B2 skips the refiner (see t
     _common(parser)
     parser.add_argument("--source", required=True, help="the photo of the person")
     parser.add_argument("--poses", required=True, help=f"a folder of pose JSON files, a video, or {'/'.join(MOTIONS)}")
-    parser.add_argument("--source-pose", help="the source's pose as COCO-18 JSON (default: extracted from --source)")
+    parser.add_argument("--source-pose", metavar="NAME_OR_FILE",
+                        help="the source's pose: COCO-18 JSON, a photo or a gallery pose name (`pcdms pose gallery`); "
+                             "default: extracted from --source")
     parser.add_argument("--frames", type=int, default=None, metavar="N",
                         help="a built-in motion in N frames (default: its own, 24-32); a folder or video: its first N")
     parser.add_argument("--fps", type=float, default=None,

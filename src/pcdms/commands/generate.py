@@ -46,7 +46,8 @@ Run the three PCDMs stages (prior -> inpaint -> refine) on your photo and a targ
 
 One pair:
   pcdms generate --source me.jpg --target-pose pose.json --out out/
-      --target-pose: OpenPose COCO-18 JSON (`pcdms pose extract` writes it) or another PHOTO,
+      --target-pose: a gallery pose by NAME (`pcdms pose gallery` lists them, e.g.
+      front-arms-raised), OpenPose COCO-18 JSON (`pcdms pose extract` writes it) or another PHOTO,
       whose pose is extracted; --source-pose likewise (default: extracted from --source).
       Writes <name>.png (final), <name>_coarse.png (stage 2) and <name>_grid.png
       (source | target pose | coarse | final); --process adds <name>_process.png (paper Fig. 18-19).
@@ -66,8 +67,11 @@ Replay a result of `pcdms app` from its settings file:
       those options; --source must be the photo the app used (checked by its pixels).""")
     _common(gen)
     gen.add_argument("--source", help="the source photo (one-pair mode)")
-    gen.add_argument("--target-pose", help="target pose: COCO-18 OpenPose JSON, or a photo to take the pose from")
-    gen.add_argument("--source-pose", help="source pose (default: extracted from --source with mediapipe)")
+    gen.add_argument("--target-pose", metavar="NAME_OR_FILE",
+                     help="target pose: a gallery pose name (see `pcdms pose gallery`), COCO-18 OpenPose JSON, "
+                          "or a photo to take the pose from")
+    gen.add_argument("--source-pose", metavar="NAME_OR_FILE",
+                     help="source pose, given like --target-pose (default: extracted from --source with mediapipe)")
     gen.add_argument("--name", default=None, help="output name in one-pair mode (default: <source>_to_<pose>)")
     gen.add_argument("--dataset", help="dataset root (dataset mode)")
     gen.add_argument("--split", default="test", help="dataset split (default: test)")
@@ -148,14 +152,13 @@ def start(args: argparse.Namespace, out: Path):
 
 
 def load_pose(path: str, what: str):
-    """A pose from OpenPose JSON, or extracted from a photo."""
+    """A pose by gallery name (`pcdms pose gallery`), from OpenPose JSON, or extracted from a photo."""
+    from pcdms.gallery import resolve_pose_file
     from pcdms.imageio import load_image
     from pcdms.pipeline import extract_pose
     from pcdms.pose import read_openpose_json
 
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{what} '{path}' does not exist")
+    file = resolve_pose_file(path, what)
     if file.suffix.lower() == ".json":
         pose = read_openpose_json(file)
         if pose is None:

@@ -1,4 +1,5 @@
-"""`pcdms pose render` and `pcdms pose extract`: skeleton images from annotations; poses from photos."""
+"""`pcdms pose render`, `extract` and `gallery`: skeleton images from annotations; poses from photos; the
+shipped ready poses."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pcdms.validation import at_least, float_in, prepare_output_dir
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pose",
-        help="render skeleton images from annotations, or extract poses from photos",
+        help="render skeleton images from annotations, extract poses from photos, list the pose gallery",
         description="Pose tools. Run `pcdms pose <subcommand> --help`.",
     )
     sub = parser.add_subparsers(dest="pose_command", metavar="<subcommand>")
@@ -64,6 +65,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
     extract.add_argument("--threshold", type=float_in(0, 1), default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
+
+    from pcdms.gallery import GALLERY_DIR
+
+    gallery = sub.add_parser(
+        "gallery",
+        help="list the shipped ready target poses by name",
+        description=(
+            "List the pose gallery: ready target poses shipped with pcdms (OpenPose COCO-18 JSON in a 256x176 "
+            f"frame, in {GALLERY_DIR}), one line each: name, view (front, back, side, three-quarter) and what "
+            "the pose shows. Give a name wherever a pose file is asked for: `pcdms generate --source me.jpg "
+            "--target-pose front-arms-raised --out out/` (also --source-pose, and `pcdms animate "
+            "--source-pose`). A name is looked up in the gallery first, then as a file path. The app offers "
+            "the same poses by the same names."
+        ),
+    )
+    gallery.add_argument("--paths", action="store_true", help="also print each pose's JSON file")
+    gallery.set_defaults(func=run_gallery)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -149,3 +167,17 @@ def run_extract(args: argparse.Namespace) -> int:
     for path in report.files:
         print(f"wrote {path}")
     return 1 if report.failed else 0
+
+
+def run_gallery(args: argparse.Namespace) -> int:
+    from pcdms.gallery import GALLERY_DIR, describe, gallery_names, view
+
+    names = gallery_names()
+    if not names:
+        raise UserError(f"the pose gallery {GALLERY_DIR} holds no .json poses; reinstall pcdms")
+    width = max(len(name) for name in names)
+    for name in names:
+        line = f"{name:<{width}}  {view(name) or '-':<13}  {describe(name)}"
+        print(f"{line}  {GALLERY_DIR / f'{name}.json'}" if args.paths else line)
+    print(f"{len(names)} poses in {GALLERY_DIR}; use one with --target-pose NAME")
+    return 0
