@@ -48,3 +48,32 @@ def test_unknown_arguments_are_reported(capsys):
         main(["generate", "--frobnicate", "--out", "x"])
     assert exit_info.value.code == 2
     assert "--frobnicate" in capsys.readouterr().err
+
+
+NOISE = ("TensorFlow Lite", "absl::InitializeLog", "inference_feedback_manager", "W0000", "Loading weights")
+
+
+def _pcdms(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pcdms.cli", *argv], capture_output=True, text=True, timeout=300)
+
+
+def test_third_party_log_noise_is_hidden_unless_verbose(tmp_path):
+    from pcdms.commands.demo import ASSETS
+
+    photo = ASSETS / "inputs" / "id00161_00_front-full.png"
+    # mediapipe extracts the source's pose (TensorFlow Lite, absl), transformers loads the encoders' weights
+    quiet = _pcdms("animate", "--source", str(photo), "--poses", "wave", "--frames", "1", "--steps", "1",
+                   "--device", "cpu", "--no-progress", "--out", str(tmp_path / "anim"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [word for word in NOISE if word in quiet.stderr], quiet.stderr
+    assert (tmp_path / "anim" / "animation.mp4").is_file()
+    loud = _pcdms("--verbose", "pose", "extract", str(photo), "--out", str(tmp_path / "pose"))
+    assert loud.returncode == 0 and "TensorFlow Lite" in loud.stderr  # the noise is there to be hidden
+    after = _pcdms("pose", "extract", str(photo), "--out", str(tmp_path / "pose2"), "--verbose")
+    assert after.returncode == 0 and "TensorFlow Lite" in after.stderr
+
+
+def test_verbose_is_accepted_before_and_after_the_command(capsys):
+    assert main(["--verbose", "pose", "gallery"]) == 0
+    assert main(["pose", "gallery", "--verbose"]) == 0
+    assert "front-standing" in capsys.readouterr().out

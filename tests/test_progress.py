@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -198,3 +199,43 @@ def test_generate_over_a_split_summarises_the_fit_and_reports_in_lines(tmp_path,
     assert "results come back at 96x128" in captured.out and "2 pairs (the first 2 of 6)" in captured.out
     assert "generate test: pair 2/2 (100%)" in captured.out and "ETA" in captured.out
     assert "\r" not in captured.out + captured.err and "Loading weights" not in captured.err
+
+
+def test_quiet_third_party_drops_native_log_lines_and_passes_the_rest_as_it_comes(capfd):
+    import os
+
+    from pcdms.progress import quiet_third_party
+
+    with quiet_third_party():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"W0000 00:00:1796587412.262042    5103 inference_feedback_manager.cc:114] Feedback manager\n")
+        os.write(2, b"pcdms generate: warning: kept\n")
+        os.write(2, b"\rbar  10%")  # a progress bar's line is passed on before it ends
+        os.write(2, b"\rbar 100%\n")
+        os.write(2, b"I0000 00:00:17.5 7 gl_context.cc:3")  # noise split over two writes
+        os.write(2, b"57] GL version\nE0000 00:00:17.5 7 x.cc:1] an error stays\n")
+        assert os.environ["TRANSFORMERS_VERBOSITY"] == "error"
+    err = capfd.readouterr().err
+    assert err == "pcdms generate: warning: kept\n\rbar  10%\rbar 100%\nE0000 00:00:17.5 7 x.cc:1] an error stays\n"
+    assert "TRANSFORMERS_VERBOSITY" not in os.environ or os.environ["TRANSFORMERS_VERBOSITY"] != "error"
+    with quiet_third_party(verbose=True):
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+    assert "TensorFlow Lite" in capfd.readouterr().err
+
+
+def test_a_terminal_keeps_its_bars_while_stderr_is_filtered(monkeypatch):
+    import pcdms.progress as progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Filtered(io.StringIO):  # descriptor 2 while it goes through the filter's pipe: not a terminal itself
+        def fileno(self) -> int:
+            return 2
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setattr(sys, "stderr", Filtered())
+    assert choose_mode() == "lines"
+    monkeypatch.setattr(progress, "_filtered_stderr_is_terminal", True)  # ... but the real stderr is a terminal
+    assert choose_mode() == "bar"

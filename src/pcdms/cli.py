@@ -2,7 +2,8 @@
 
 `main(argv)` is callable in-process (the tests use it). Heavy libraries (torch, diffusers) are
 imported inside the command functions, so `pcdms --help` stays fast. A `UserError` is printed as
-one line on stderr with exit status 2; nothing else is caught.
+one line on stderr with exit status 2; nothing else is caught. Third-party libraries' log lines and
+bars are hidden unless `--verbose` (`pcdms.progress.quiet_third_party`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 from pcdms.errors import InputWarning, UserError
 
+VERBOSE = "--verbose"
 
 
 def command_modules() -> list[str]:
@@ -36,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pcdms import __version__
 
     parser.add_argument("--version", action="version", version=f"pcdms {__version__}")
+    parser.add_argument(VERBOSE, action="store_true",
+                        help="show third-party libraries' log lines and progress bars (MediaPipe/TensorFlow Lite, "
+                             "absl, transformers' 'Loading weights'), hidden by default; also accepted after the "
+                             "command, e.g. `pcdms generate ... --verbose`")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for name in command_modules():
         importlib.import_module(f"pcdms.commands.{name}").register(subparsers)
@@ -45,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(list(argv) if argv is not None else None)
+    if VERBOSE in extra:  # given after the command: its parser left it over
+        args.verbose = True
+        extra = [a for a in extra if a != VERBOSE]
     # key=value overrides may come after options too (argparse stops collecting positionals at an option)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
     if len(overrides) != len(extra) or (overrides and not hasattr(args, "overrides")):
@@ -54,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if args.command is None else 2
+    from pcdms.progress import quiet_third_party
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_third_party(args.verbose):
             warnings.simplefilter("always", InputWarning)
             warnings.showwarning = _show_warning(args.command)
             status = args.func(args)
@@ -66,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pcdms {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(status or 0)
-
 
 
 def _show_warning(command: str):

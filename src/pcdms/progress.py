@@ -12,13 +12,24 @@ On multi-process runs only the main process reports (the others pass `enabled=Fa
 shows can also be appended, as one JSON object, to a file (training: `<run>/logs/progress.jsonl`). The
 libraries' own bars (transformers' "Loading weights", diffusers, huggingface_hub) follow the same switch
 through their public switches (`quiet_library_bars`).
+
+Under the command line those bars stay hidden even in a terminal, with the rest of the libraries' chatter
+(MediaPipe's TensorFlow Lite and absl lines, transformers' log warnings), unless `--verbose`:
+`quiet_third_party` sets the libraries' own switches before they are imported, and filters what their C++
+code writes straight to the process's stderr (MediaPipe's absl logs ignore every switch before
+`absl::InitializeLog`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -28,11 +39,24 @@ Mode = Literal["bar", "lines", "off"]
 MODES = ("bar", "lines", "off")
 
 
+# while `quiet_third_party` filters descriptor 2 through a pipe: whether the real stderr is a terminal
+_filtered_stderr_is_terminal: bool | None = None
+
+
 def _is_terminal(stream: Any) -> bool:
+    if _filtered_stderr_is_terminal is not None and _descriptor(stream) == 2:
+        return _filtered_stderr_is_terminal
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # replaced or closed streams
         return False
+
+
+def _descriptor(stream: Any) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError):  # streams without one (io.StringIO, pytest's capture)
+        return None
 
 
 def choose_mode(no_progress: bool = False) -> Mode:
@@ -245,3 +269,116 @@ def say(text: str, mode: Mode, is_main: bool = True) -> None:
     """Print a job's own message (start-up summary, result) on the main process unless reporting is off."""
     if mode != "off" and is_main:
         print(text, flush=True)
+
+
+# ---------------------------------------------------------------------- third-party noise
+#: set (unless the user set them) before the libraries are imported, which read them then
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",  # TensorFlow's C++ logs
+    "GLOG_minloglevel": "2",  # glog: errors only
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub's bars, and transformers' "Loading weights"
+}
+#: whole lines of third-party noise: glog/absl info and warning lines, TensorFlow Lite's start-up notes
+NOISE_LINE = re.compile(
+    rb"[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]]+:\d+\] "
+    rb"|INFO: (?:Created|Initialized) TensorFlow Lite"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR")
+
+
+def _may_become_noise(start: bytes) -> bool:
+    """Whether an unfinished line could still turn out to be a `NOISE_LINE` (then it is held back)."""
+    if len(start) > 4096:
+        return False
+    if any(word.startswith(start) or start.startswith(word) for word in (b"INFO: ", b"WARNING: ")):
+        return True
+    return bool(re.match(rb"[IW](?:\d|$)", start))  # a glog/absl line: severity letter, then the date
+
+
+@contextlib.contextmanager
+def quiet_third_party(verbose: bool = False) -> Iterator[None]:
+    """Within the block, third-party libraries keep quiet (module docstring); nothing changes when `verbose`.
+
+    The environment is restored afterwards; libraries already imported get their public switches instead
+    (transformers, diffusers, huggingface_hub bars and warnings; absl's Python logger).
+    """
+    if verbose:
+        yield
+        return
+    added = {key: value for key, value in QUIET_ENV.items() if key not in os.environ}
+    os.environ.update(added)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    for name in ("transformers.utils.logging", "diffusers.utils.logging"):
+        library = sys.modules.get(name)  # imported already: too late for the environment
+        if library is not None:
+            library.set_verbosity_error()
+            library.disable_progress_bar()
+    if "huggingface_hub.utils" in sys.modules:
+        sys.modules["huggingface_hub.utils"].disable_progress_bars()
+    try:
+        with _filtered_stderr(NOISE_LINE):
+            yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def _filtered_stderr(noise: re.Pattern) -> Iterator[None]:
+    """File descriptor 2 goes through a pipe whose reader drops lines matching `noise` and passes the rest on
+    as they come (a progress bar's unfinished line included). No-op when stderr has no descriptor."""
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    global _filtered_stderr_is_terminal
+    outer, _filtered_stderr_is_terminal = _filtered_stderr_is_terminal, os.isatty(original)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    reader = threading.Thread(target=_pass_on, args=(read_end, original, noise), daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        _filtered_stderr_is_terminal = outer
+        os.dup2(original, 2)  # closes the pipe's last write end: the reader sees its end and finishes
+        reader.join(timeout=2.0)
+        if not reader.is_alive():  # else a child process still holds the pipe: the reader keeps `original`
+            os.close(original)
+
+
+def _pass_on(read_end: int, target: int, noise: re.Pattern) -> None:
+    """Copy `read_end` to `target` until end of file, dropping whole lines that match `noise`. A line's start
+    that cannot become noise is passed on at once (a progress bar redraws one line without ending it)."""
+    held, passing = b"", False  # the current line so far; whether it was already judged not noise
+    try:
+        while chunk := os.read(read_end, 65536):
+            pieces = re.split(rb"(?<=[\r\n])", held + chunk)
+            held = pieces.pop()  # the unfinished line ('' when the chunk ended a line)
+            for line in pieces:
+                if passing or not noise.match(line):
+                    _write(target, line)
+                passing = False
+            if held and (passing or not _may_become_noise(held)):
+                _write(target, held)
+                held, passing = b"", True
+        if held and not noise.match(held):
+            _write(target, held)
+    except Exception:  # noqa: BLE001 - never leave the writers without a reader: pass the rest on as it is
+        with contextlib.suppress(OSError):
+            _write(target, held)
+            while chunk := os.read(read_end, 65536):
+                _write(target, chunk)
+    finally:
+        os.close(read_end)
+
+
+def _write(target: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the real stderr is gone: the text is dropped, the pipe still drained
+        os.write(target, data)
