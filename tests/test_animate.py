@@ -147,6 +147,7 @@ def test_bad_poses_argument_is_a_one_line_error(tmp_path, capsys, poses, message
     assert main(animate_args(tmp_path / "out", poses)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # the failed run took back the --out folder it had made
 
 
 def _head_at_top_edge(path):

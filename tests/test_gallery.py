@@ -46,12 +46,13 @@ def test_an_unknown_name_that_is_no_file_says_how_to_list_the_gallery(value, nea
     assert "\n" not in message
 
 
-def test_generate_with_an_unknown_pose_name_is_one_line(tmp_path, capsys):
+def test_generate_with_an_unknown_pose_name_is_one_line_and_leaves_no_output_folder(tmp_path, capsys):
     out = tmp_path / "new" / "out"
     assert main(["generate", "--source", str(SOURCE), "--target-pose", "front-arms-rised", "--out", str(out),
                  "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pcdms pose gallery" in err[0] and "front-arms-raised" in err[0]
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_app_offers_the_same_names():

@@ -13,6 +13,7 @@ from pcdms.cli import main
 from pcdms.config import load_config
 from pcdms.data.synth import generate as synth
 from pcdms.encoders import build_encoders
+from pcdms.errors import UserError
 from pcdms.generate import output_stem
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
@@ -191,3 +192,24 @@ def test_a_failing_batch_is_retried_pair_by_pair_so_only_the_bad_pair_fails(tmp_
     assert sorted(report.done) == ["p0", "p1", "p3", "p4"]
     assert Image.open(tmp_path / "p3.png").getpixel((0, 0)) == (3, 0, 0)  # each image went to its own pair
     assert not (tmp_path / "p2.png").exists()
+
+
+def test_a_failed_run_removes_the_output_folder_it_made_but_not_one_the_user_had(tmp_path, model_dir, samples_dir,
+                                                                                  monkeypatch):
+    def fails(self, *args, **kwargs):
+        raise UserError("no person found in the source image")
+
+    monkeypatch.setattr(PCDMsPipeline, "batch", fails)
+    pose = Pose.from_normalized(np.clip(np.random.default_rng(1).random((18, 2)), 0.1, 0.9), 256, 176)
+    write_openpose_json(tmp_path / "target.json", pose)
+    args = ["--model", str(model_dir), "--source", str(samples_dir / "img1.png"), "--target-pose",
+            str(tmp_path / "target.json"), *FAST]
+    made = tmp_path / "new" / "out"  # fails after the model loaded (its config.yaml was written there)
+    assert main(["generate", *args, "--out", str(made)]) == 2
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert main(["generate", *args, "--out", str(mine)]) == 2
+    assert mine.is_dir()
+    assert main(["generate", *args[:4], "--target-pose", "no-such-pose", "--out", str(made)]) == 2
+    assert not (tmp_path / "new").exists()

@@ -3,21 +3,26 @@
 `main(argv)` is callable in-process (the tests use it). Heavy libraries (torch, diffusers) are
 imported inside the command functions, so `pcdms --help` stays fast. A `UserError` is printed as
 one line on stderr with exit status 2; nothing else is caught. Third-party libraries' log lines and
-bars are hidden unless `--verbose` (`pcdms.progress.quiet_third_party`).
+bars are hidden unless `--verbose` (`pcdms.progress.quiet_third_party`). A run that fails leaves no
+empty `--out` folder behind that it created itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from pcdms.errors import InputWarning, UserError
 
 VERBOSE = "--verbose"
+# what a run writes before it does any work; a failed run's new --out folder holding only these is removed
+BOOKKEEPING = {"config.yaml", "animation.json"}
 
 
 def command_modules() -> list[str]:
@@ -66,10 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pcdms.progress import quiet_third_party
 
     try:
-        with warnings.catch_warnings(), quiet_third_party(args.verbose):
+        with warnings.catch_warnings(), quiet_third_party(args.verbose), \
+                _no_empty_output(getattr(args, "out", None)) as outcome:
             warnings.simplefilter("always", InputWarning)
             warnings.showwarning = _show_warning(args.command)
             status = args.func(args)
+            outcome["ok"] = not status
     except UserError as err:
         print(f"pcdms {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -77,6 +84,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pcdms {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(status or 0)
+
+
+@contextlib.contextmanager
+def _no_empty_output(out: str | Path | None) -> Iterator[dict[str, bool]]:
+    """Unless the block sets `outcome["ok"]` (the command succeeded), remove the `--out` folder, with the
+    parents it needed, when this run created them and wrote nothing there but `BOOKKEEPING` files and empty
+    folders. A folder that existed before the run is never touched."""
+    outcome = {"ok": False}
+    created = None  # the topmost folder of `out` that does not exist yet
+    if isinstance(out, (str, Path)) and str(out):
+        path = Path(out).expanduser().absolute()
+        for folder in (path, *path.parents):
+            if folder.exists() or folder.is_symlink():
+                break
+            created = folder
+    try:
+        yield outcome
+    finally:
+        if not outcome["ok"] and created is not None:
+            _remove_if_unused(created)
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Remove `folder` when it holds only `BOOKKEEPING` files and folders (deepest first); else leave it all."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    paths = sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    if any(p.is_symlink() or not p.is_dir() and p.name not in BOOKKEEPING for p in paths):
+        return
+    with contextlib.suppress(OSError):  # something appeared meanwhile: keep what is left
+        for path in paths:
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+        folder.rmdir()
 
 
 def _show_warning(command: str):
