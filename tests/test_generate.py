@@ -194,6 +194,20 @@ def test_a_failing_batch_is_retried_pair_by_pair_so_only_the_bad_pair_fails(tmp_
     assert not (tmp_path / "p2.png").exists()
 
 
+def test_target_pose_by_gallery_name_and_a_process_picture_labelled_by_stage(tmp_path, model_dir, samples_dir):
+    out = tmp_path / "out"
+    assert main(["generate", "--model", str(model_dir), "--source", str(samples_dir / "img1.png"),
+                 "--target-pose", "front-arms-raised", "--source-pose", "front-standing", "--out", str(out),
+                 "--process", "--steps", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert (out / "img1_to_front-arms-raised.png").is_file()
+    process = Image.open(out / "img1_to_front-arms-raised_process.png")
+    cfg = load_config("tiny")
+    # a row of frames per stage (2 and 3), each frame enlarged to at least 96 px wide, stage names on the left
+    zoom = -(-96 // cfg.data.width)
+    assert process.height > 2 * cfg.data.height * zoom
+    assert process.width > 2 * cfg.data.width * zoom + 60
+
+
 def test_a_failed_run_removes_the_output_folder_it_made_but_not_one_the_user_had(tmp_path, model_dir, samples_dir,
                                                                                   monkeypatch):
     def fails(self, *args, **kwargs):

@@ -185,7 +185,8 @@ def test_piped_train_no_progress_prints_summary_and_periodic_lines_and_writes_pr
     assert [r["step"] for r in records] == [1, 2, 4] and all("loss" in r for r in records)
     # source | target pose | target | training images nearest to the target and to the prediction; 4 pairs
     grid = Image.open(out / "samples" / "step-0000004.png")
-    assert grid.size == (5 * (96 + 2) + 2, 14 + 4 * (128 + 12 + 2) + 2)
+    # (labels above the columns and captions under the cells at least 14 px high, so the height is not pinned)
+    assert grid.width == 5 * (96 + 2) + 2 and grid.height >= 14 + 4 * (128 + 14 + 2) + 2
 
 
 def test_generate_over_a_split_summarises_the_fit_and_reports_in_lines(tmp_path, big_synth, library_bars_on, capfd):

@@ -21,7 +21,8 @@ Run the whole PCDMs pipeline (prior -> inpaint -> refine) with the small model t
 
 Writes to --out:
   grid.png      one row per pair: source | target pose | coarse (stage 2) | final (stage 3) | ground truth
-  process.png   the diffusion process of the first pair: predicted images over the steps of stages 2 and 3
+  process.png   the diffusion process of the first pair: the predicted clean image at six steps of stage 2
+                (top row) and of stage 3 (bottom row), each labelled with its step and timestep
   scores.json   SSIM (ssim_pidm) and L1 to the ground truth of the source photo, the coarse and the final
                 image of each pair, and their means: the final image should beat the source photo
   config.yaml   the model's resolved config""",
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pcdms.metrics.pixel import ssim_256
     from pcdms.pipeline import PCDMsPipeline
     from pcdms.pose import read_openpose_json
-    from pcdms.visualize import image_grid
+    from pcdms.visualize import PROCESS_FRAMES, StepLog, image_grid, process_figure, process_steps
 
     model = Path(args.model)
     if not (model / "config.yaml").is_file():
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     check_weight_files(model)
     pipe = PCDMsPipeline.from_pretrained(model)
     print(f"loaded {model} in {time.perf_counter() - start:.1f} s")
-    rows, process, scores = [], None, []
+    rows, process, scores, steps = [], None, [], StepLog()
 
     def score(image: Image.Image, truth: Image.Image) -> dict[str, float]:
         pred, gt = np.asarray(image, np.float32), np.asarray(truth, np.float32)
@@ -76,9 +77,12 @@ def run(args: argparse.Namespace) -> int:
         source_pose = read_openpose_json(inputs / f"{Path(pair['source']).stem}.json")
         tic = time.perf_counter()
         result = pipe(source, target_pose, source_pose, num_inference_steps=args.steps, return_process=index == 0,
+                      process_frames=PROCESS_FRAMES, callback=steps if index == 0 else None,
                       generator=torch.Generator().manual_seed(args.seed + index))
         seconds = time.perf_counter() - tic
-        process = process or (result.process[0] if result.process else None)
+        if result.process and process is None:
+            labels = process_steps(steps, args.steps or pipe.sample.num_inference_steps)
+            process = process_figure(result.process[0], pipe.width, labels)
         truth = load_image(inputs / pair["target"])
         scores.append({"pair": pair["name"], **{name: score(image, truth) for name, image in (
             ("source", source), ("coarse", result.coarse_images[0]), ("final", result.images[0]))}})

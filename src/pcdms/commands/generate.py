@@ -80,7 +80,9 @@ Replay a result of `pcdms app` from its settings file:
     gen.add_argument("--stages", default=None, choices=("full", "B1", "B2", "B3"),
                      help="which stages run (default: every stage the model has; the authors' simplified model "
                           "is stage 2 alone)")
-    gen.add_argument("--process", action="store_true", help="also write the diffusion-process strip (one pair)")
+    gen.add_argument("--process", action="store_true",
+                     help="also write <name>_process.png: the predicted clean image at six steps of stage 2 and of "
+                          "stage 3, a row per stage, each labelled with its step (one pair)")
     gen.add_argument("--settings", help="a settings file written by `pcdms app`: replay that result (one pair)")
     gen.set_defaults(func=run_generate)
 
@@ -214,7 +216,7 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
 
     from pcdms.generate import save_atomic
     from pcdms.imageio import load_image
-    from pcdms.visualize import image_grid
+    from pcdms.visualize import PROCESS_FRAMES, StepLog, image_grid, process_figure, process_steps
 
     source = load_image(args.source)  # every input is read before the model loads: a bad one fails fast
     if settings is not None:
@@ -234,8 +236,11 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
     mode, pipe = start(args, out)
     rows = [("source", args.source), ("images", files_fit([Path(args.source)], (pipe.width, pipe.height), pipe.stretch))]
     announce(args, pipe, out, "generate", [*rows, stages], mode)
+    steps = StepLog()
     result = pipe(source, target_pose, source_pose, num_samples=args.num_samples, return_process=args.process,
+                  process_frames=PROCESS_FRAMES, callback=steps if args.process else None,
                   generator=torch.Generator().manual_seed(args.seed), **call)
+    labels = process_steps(steps, args.steps or pipe.sample.num_inference_steps)
     from PIL import Image
 
     pose_render = Image.fromarray(target_pose.render())
@@ -245,7 +250,8 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
         save_atomic(final, out / f"{name}{suffix}.png")
         save_atomic(coarse, out / f"{name}{suffix}_coarse.png")
         if result.process:
-            save_atomic(result.process[k], out / f"{name}{suffix}_process.png")
+            process = process_figure(result.process[k], pipe.width, labels)
+            save_atomic(process, out / f"{name}{suffix}_process.png")
     save_atomic(image_grid(rows, ["source", "target pose", "coarse", "final"], cell=source.size), out / f"{name}_grid.png")
     print(f"wrote {out / name}.png and {out / name}_grid.png")
     return 0
