@@ -71,3 +71,20 @@ def test_old_pickled_checkpoint_is_refused_without_running_it(tmp_path, synth_ro
     err = capsys.readouterr().err
     assert "checkpoint-0000001" in err and "custom_checkpoint_0.pkl" in err and "Traceback" not in err
     assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"format": 2}', "damaged training state (KeyError"),  # issue 28: an edited file was a KeyError traceback
+    ('{"format": 2, "optimizer": {"params": 5}}', "damaged training state (TypeError"),
+    ('[1, 2]', "unknown checkpoint format 'list'"),
+    ("[" * 100_000, "unreadable checkpoint file"),  # nested past Python's stack
+])
+def test_tampered_training_state_is_one_line_naming_the_file(tmp_path, synth_root, capsys, text, words):
+    run = tmp_path / "run"
+    assert main(_train(run, synth_root, 1)) == 0
+    (run / "checkpoint-0000001" / "training_state.json").write_text(text)
+    capsys.readouterr()
+    assert main(_train(run, synth_root, 2) + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err[-2000:]
+    assert "checkpoint-0000001/training_state.json" in err and words in err, err

@@ -114,8 +114,21 @@ def load_training_state(folder: Path, optimizer: Any | None, lr_schedule: Any, e
             "or retrain"
         )
     info, tensors = _read_json(folder / STATE_JSON), _read_tensors(folder / STATE_TENSORS)
-    if info.get("format") != FORMAT:
-        raise UserError(f"{folder / STATE_JSON}: unknown checkpoint format {info.get('format')!r}, expected {FORMAT}")
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        found = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise UserError(f"{folder / STATE_JSON}: unknown checkpoint format {found!r}, expected {FORMAT}")
+    try:
+        _restore(info, tensors, folder, optimizer, lr_schedule, ema, scaler, with_ema)
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:  # a damaged or edited file
+        raise UserError(f"{folder / STATE_JSON}: damaged training state ({type(err).__name__}: {str(err)[:200]}); "
+                        f"resume from an older checkpoint by deleting {folder.name}/, or start again") from None
+
+
+def _restore(info: dict, tensors: dict[str, torch.Tensor], folder: Path, optimizer: Any | None, lr_schedule: Any,
+             ema: Any | None, scaler: Any | None, with_ema: bool | None) -> None:
+    """Put a checkpoint's optimiser, schedule, EMA and scaler state back (`load_training_state` checks it)."""
     saved = info["optimizer"]
     state: dict[int, dict[str, Any]] = {}
     for param in saved["params"]:
@@ -158,6 +171,6 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise UserError(f"{path}: unreadable checkpoint file ({err}); resume from an older checkpoint by deleting "
                         f"{path.parent.name}/, or start again") from None
