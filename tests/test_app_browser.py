@@ -1,7 +1,10 @@
 """`pcdms app` driven in a real browser (headless Chromium via Playwright) against the shipped demo model.
 
-The page is served in-process on 127.0.0.1 and a free port. A screenshot of the finished page is kept in
-test-artifacts/ (the README's docs/app.png is a copy of it).
+The page is served in-process on 127.0.0.1 and a free port. The jobs run in windows of a laptop (1366x768) and a
+desktop (1920x1080): in both, Run brings the progress into view and stays disabled until the job ends, and the
+coarse and final images are then on screen whole, at their own aspect ratio. Screenshots of both (what the
+window shows, and the whole page) are kept in test-artifacts/; the README's docs/app.png is the desktop's
+whole page.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_browser import (ARTIFACTS, CHROMIUM, click_run, data_url_image, free_port, pick_demo_input,
-                         run_and_wait, set_number, upload, wait_for_message, wait_for_run)
+from app_browser import (ARTIFACTS, CHROMIUM, click_run, data_url_image, free_port, images_shown_whole,
+                         in_viewport, pick_demo_input, run_and_wait, set_number, upload, wait_for_message,
+                         wait_for_run, wait_in_viewport, wait_run_enabled)
 from pcdms.pose import COLORS, JOINT
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 STEPS = 8  # per stage: enough to see the process, quick on a CPU
+LAPTOP, DESKTOP = (1366, 768), (1920, 1080)  # window sizes (width, height) the page is checked at
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,10 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+def page(browser, server, request):
+    """A fresh tab at the window size the test is parametrized with (`indirect`), the laptop's by default."""
+    width, height = getattr(request, "param", LAPTOP)
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     tab = context.new_page()
     tab.goto(server)
     tab.wait_for_selector("#pose-editor circle", timeout=60_000)
@@ -71,6 +78,7 @@ def _drag_joint(page, name: str, dx: float, dy: float) -> tuple[tuple[float, flo
     """Drag a joint's handle by (dx, dy) screen pixels; return its model-frame position before and after."""
     handle = page.locator(f'#pose-editor circle[data-name="{name}"]')
     before = (float(handle.get_attribute("cx")), float(handle.get_attribute("cy")))
+    page.locator("#pose-editor .stage").scroll_into_view_if_needed()
     box = handle.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     old_render = page.locator("#pose-editor img.render").get_attribute("src")
@@ -90,9 +98,59 @@ def _near(render: np.ndarray, xy: tuple[float, float], colour: tuple[int, int, i
     return bool((window == np.array(colour)).all(axis=1).any())
 
 
+def _run_in_view(page, label: str) -> str:
+    """Run and watch it as the user does: the status and the progress come into the window, Run is disabled
+    while the job runs and enabled after; then the coarse and final images are on screen whole. The window
+    is kept in test-artifacts/app-<label>.png (and the whole page in app-<label>-full.png)."""
+    click_run(page)
+    wait_in_viewport(page, "#run-msg")
+    wait_in_viewport(page, "#stage-bars")
+    message = wait_for_run(page)
+    wait_run_enabled(page)
+    seen = page.evaluate("window.pcdmsRunButtonWhileRunning")
+    assert seen and all(seen), f"Run was enabled while the job ran: {seen}"
+    assert in_viewport(page, "#run-msg") and in_viewport(page, "#stage-bars")
+    page.wait_for_function("""() => [...document.querySelectorAll('#coarse img, #final img')]
+        .every((img) => img.complete && img.naturalWidth > 0)""")
+    for panel in ("#coarse", "#final"):
+        images_shown_whole(page, f"{panel} img")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"app-{label}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"app-{label}-full.png"), full_page=True)
+    return message
+
+
+def _gallery_labels_are_legible(page) -> None:
+    labels = page.evaluate("""() => [...document.querySelectorAll('#pose-gallery .pose-name')].map((label) => {
+        const box = label.getBoundingClientRect(), card = label.closest('button').getBoundingClientRect();
+        return {text: label.innerText, size: parseFloat(getComputedStyle(label).fontSize),
+                whole: label.scrollWidth <= label.clientWidth && label.scrollHeight <= label.clientHeight
+                    && box.left >= card.left && box.right <= card.right && box.bottom <= card.bottom};
+    })""")
+    assert len(labels) >= 12
+    for label in labels:
+        assert label["size"] >= 14 and label["whole"], label
+
+
+def _portrait_copy(photo, folder, size=(880, 1280)):
+    """The photo under its own name, at the top of a light portrait canvas of the model's aspect (44:64) and
+    1280 px high: the page must downscale it, and the result has the room of a whole person."""
+    image = Image.open(photo).convert("RGB")
+    scale = min(size[0] / image.width, size[1] / image.height)
+    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", size, (235, 235, 235))
+    canvas.paste(image, ((size[0] - image.width) // 2, 0))
+    canvas.save(folder / photo.name)
+    used = 1024 / max(size)  # pcdms.app.poses.MAX_SIDE
+    return folder / photo.name, (round(size[0] * used), round(size[1] * used))
+
+
 def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path):
-    message = upload(page, "source-upload", samples_dir / "img1.png", "Pose found|Problem", "source-msg")
-    assert "Pose found in img1.png" in message and "downscaled" in message  # 768x1120 > 1024 px
+    (tmp_path / "in").mkdir()
+    photo, used_size = _portrait_copy(samples_dir / "img1.png", tmp_path / "in")
+    message = upload(page, "source-upload", photo, "Pose found|Problem", "source-msg")
+    assert "Pose found in img1.png" in message and "downscaled" in message
+    _gallery_labels_are_legible(page)
     page.locator("#pose-gallery button", has_text="front-arms-raised").first.click()
     assert "front-arms-raised" in wait_for_message(page, "target-msg", "front-arms-raised")
 
@@ -107,15 +165,15 @@ def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path
     changed = np.argwhere((before_render != after_render).any(axis=2))
     assert len(changed) and abs(changed[:, 1].mean() - (start[0] + end[0]) / 2) < 12
 
-    assert "Done: 1 sample" in run_and_wait(page)
+    assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*LAPTOP))
     assert page.locator("#stage-bars").inner_text().count("100%") == 3
-    assert page.locator("#final img").count() >= 1 and page.locator("#coarse img").count() >= 1
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+    assert page.locator("#final img").count() == page.locator("#coarse img").count() == 1
 
     result = Image.open(_download(page, "result.png", tmp_path))
     used = Image.open(_download(page, "source_as_used.png", tmp_path))
-    assert result.size == used.size == (702, 1024)  # the photo's size as used (downscaled to 1024 px)
+    assert result.size == used.size == used_size  # the photo's size as used (downscaled to 1024 px)
+    shown = page.evaluate("[...document.querySelectorAll('#final img')].map((i) => [i.naturalWidth, i.naturalHeight])")
+    assert shown == [list(result.size)]  # the page shows the result itself, not a crop or thumbnail
     pose_file = _download(page, "target_pose.json", tmp_path)
     keypoints = json.loads(pose_file.read_text())["people"][0]["pose_keypoints_2d"]
     assert keypoints[3 * wrist:3 * wrist + 2] == pytest.approx(list(end), abs=0.01)
@@ -132,12 +190,15 @@ def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path
     assert np.abs(again - np.asarray(result.convert("RGB"), dtype=np.int16)).max() <= 1
 
 
+@pytest.mark.parametrize("page", [DESKTOP], indirect=True)
 def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_dir, tmp_path):
     text = tmp_path / "notes.png"  # an image's name, not an image's content
     text.write_text("not a photo")
     message = upload(page, "source-upload", text, "Pose found|Problem", "source-msg")
     assert "notes.png is not an image" in message
     assert "Give a source photo" in run_and_wait(page)
+    wait_run_enabled(page)
+    wait_in_viewport(page, "#run-msg")  # the refusal is said where the page took the user
 
     message = upload(page, "source-upload", samples_dir / "img3.png", "Pose found|Problem", "source-msg")
     assert "No person found in img3.png" in message  # an illustration MediaPipe finds nobody in
@@ -148,7 +209,7 @@ def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_di
     assert "No person found in img5.png" in message
 
     assert "Pose found" in pick_demo_input(page, "id00162_01_front-full.png")
-    assert "Done: 1 sample" in run_and_wait(page)
+    assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*DESKTOP))
 
 
 def test_two_jobs_submitted_together_both_finish(browser, server):
@@ -166,8 +227,9 @@ def test_two_jobs_submitted_together_both_finish(browser, server):
     for tab in tabs:
         assert "Done: 1 sample" in wait_for_run(tab, timeout=180_000)
         assert tab.locator("#final img").count() >= 1
-    # the second job waited for the first, and its page said where it stood
+    # the second job waited for the first, and its page said where it stood, with Run disabled meanwhile
     assert "queue" in tabs[1].evaluate("window.pcdmsQueueSeen")
+    assert tabs[1].evaluate("window.pcdmsRunDisabledWhileQueued") is True
     for tab in tabs:
         tab.context.close()
 

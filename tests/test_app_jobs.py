@@ -72,7 +72,8 @@ def test_a_failed_job_is_reported_and_the_next_one_runs(pipe, request_, monkeypa
     assert "The job failed" in last[-1] and "out of memory (simulated)" in last[-1]
     monkeypatch.setattr(type(pipe), "__call__", broken)
     *running, last = page.on_run(*args)
-    assert last[-1].startswith("Done: 1 sample") and last[3][0][1].startswith("final (= coarse")
+    assert last[-1].startswith("Done: 1 sample") and last[3]["label"].startswith("final (= coarse")
+    assert [(image["width"], image["height"]) for image in last[3]["images"]] == [request_.source.size]
     strips = [outputs[1] for outputs in running if isinstance(outputs[1], Image.Image)]
     assert len(strips) == 2 and strips[1].width == 2 * strips[0].width  # the process grows while it runs
     *_, nothing = page.on_run(None, editor, "B1", 2, 2.0, 0, 1, 1.0)
@@ -86,12 +87,28 @@ def test_pose_from_a_photo_goes_to_the_editor_in_the_model_frame_and_reset_retur
 
     page = Page(pipe, "demo")
     start = page.initial_editor()
-    editor, picked, message = page.on_pose_photo(str(samples_dir / "img2.png"), start, None)
-    assert "Target pose taken from img2.png" in message
+    editor, picked, message = page.on_pose_photo(str(samples_dir / "img1.png"), start, None)
+    assert "Target pose taken from img1.png" in message
     pose = pose_from_editor(editor)
-    assert (pose.height, pose.width) == (pipe.height, pipe.width) and pose.visible.sum() >= 12
+    assert (pose.height, pose.width) == (pipe.height, pipe.width) and pose.visible.sum() >= 3
     assert picked.allclose(pose, atol=1e-3)
     assert pose_from_editor(page.on_reset(picked)).allclose(pose, atol=1e-3)
     assert not pose_from_editor(mirror(editor)).allclose(pose)
     unchanged, kept, message = page.on_pose_photo(str(samples_dir / "img3.png"), editor, picked)
     assert "No person found in img3.png" in message and unchanged is editor and kept is picked
+
+
+def test_run_disables_the_button_until_the_job_ends_and_gallery_picks_are_checked(pipe):
+    gr = pytest.importorskip("gradio")
+    from pcdms.app.page import Page
+
+    page = Page(pipe, "demo")
+    button, bars, _, coarse, final, downloads, message = page.on_start("full")
+    assert button.interactive is False and page.on_end().interactive is True
+    assert bars.count("<progress") == 3 and coarse["images"] == final["images"] == [] and downloads is None
+    assert "Waiting" in message
+    editor, pose, message = page.on_gallery(gr.EventData(None, {"index": 0}))
+    assert pose is not None and "from the gallery" in message
+    for data in ({"index": len(page.gallery)}, {"index": "../../etc/passwd"}, {"index": -1}, {}, None):
+        *_, message = page.on_gallery(gr.EventData(None, data))
+        assert "no such gallery pose" in message, data

@@ -1,8 +1,11 @@
-"""The page of `pcdms app`: source photo, target pose (gallery, photo, editor), settings, run, downloads.
+"""The page of `pcdms app`: source photo, target pose (gallery, photo, editor), settings, run, result.
 
-Layout and wiring only; pose logic lives in `pcdms.app.poses`, the editor in `pcdms.app.editor`, the job in
-`pcdms.app.jobs`. Nothing on the page names a server path: demo inputs and gallery poses are chosen by name
-or index from lists built here, uploads are decoded by content into memory, downloads are fresh temporary
+Layout and wiring only; pose logic lives in `pcdms.app.poses`, the editor in `pcdms.app.editor`, the pose
+gallery in `pcdms.app.picker`, progress and result panels in `pcdms.app.results`, the job in
+`pcdms.app.jobs`. On Run the page scrolls to the result section (status, progress, process and downloads
+beside the coarse and final images, sized to fit the window) and Run stays disabled until this page's job
+has ended. Nothing on the page names a server path: demo inputs and gallery poses are chosen by name or
+index from lists built here, uploads are decoded by content into memory, downloads are fresh temporary
 files. Every user mistake (not an image, no person, no pose) becomes a message in the page.
 """
 
@@ -17,7 +20,9 @@ from PIL import Image
 from pcdms.app import poses
 from pcdms.app.editor import pose_editor
 from pcdms.app.jobs import JobRequest, run_job
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.app.picker import picker_value, pose_picker
+from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
+from pcdms.pipeline import ABLATIONS, PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
 
 STAGE_CHOICES = [("full: prior + inpaint + refine", "full"), ("B2: prior + inpaint", "B2"), ("B1: inpaint only", "B1")]
@@ -25,6 +30,12 @@ INTRO = """# PCDMs: a person in a new pose
 Give a photo of a person (**1**), choose the pose they should take (**2**), then **Run**. The model: {model}
 ({height}x{width} px). Its pose detector is MediaPipe mapped to COCO-18; the skeleton in the editor is exactly
 the image the model receives."""
+READY = "Press **Run**: the progress and the result show here."
+COARSE, FINAL, FINAL_NO_REFINE = "coarse (stage 2)", "final", "final (= coarse: no stage 3)"
+# Client-side, on Run: bring the result section to the top of the window (where status and result appear).
+SCROLL_TO_RESULTS = """() => {
+    document.getElementById('results')?.scrollIntoView({behavior: 'smooth', block: 'start'});
+}"""
 
 
 def _extract(image: Image.Image) -> Pose | None:
@@ -55,8 +66,12 @@ class Page:
     def initial_editor(self) -> dict:
         return poses.editor_value(self.standing, self.standing)
 
-    def gallery_items(self) -> list[tuple[Image.Image, str]]:
-        return [(Image.fromarray(pose.render()), name) for name, pose in self.gallery.items()]
+    def picker_items(self) -> dict:
+        return picker_value({name: Image.fromarray(pose.render()) for name, pose in self.gallery.items()})
+
+    def stages_run(self, stages: str) -> list[str]:
+        """The stages a job with this Stages setting runs on this model (a missing refiner is skipped)."""
+        return [name for name in ABLATIONS.get(stages, ()) if getattr(self.pipe, name) is not None]
 
     # ------------------------------------------------------------ source
     def load_source(self, path: str | None, display_name: str):
@@ -84,8 +99,14 @@ class Page:
         return self.load_source(str(self.demo_inputs[name]), html.escape(name))
 
     # ------------------------------------------------------------ target
-    def on_gallery(self, event: gr.SelectData):
-        name = list(self.gallery)[event.index]
+    def on_gallery(self, event: gr.EventData):
+        try:  # the index the picker's click sends; anything else is refused
+            index = event.index
+        except (AttributeError, TypeError):  # no such field, or no data at all
+            index = None
+        if type(index) is not int or not 0 <= index < len(self.gallery):  # only indices of the list
+            return gr.skip(), gr.skip(), "**Problem:** no such gallery pose."
+        name = list(self.gallery)[index]
         pose = self.in_model_frame(self.gallery[name])
         return poses.editor_value(pose, self.standing), pose, f"Target pose: **{name}** from the gallery."
 
@@ -106,15 +127,29 @@ class Page:
         return poses.editor_value(reset or self.standing, self.standing)
 
     # ------------------------------------------------------------ run
+    def on_start(self, stages: str):
+        """Run clicked (before the job is queued): disable Run, clear the last result, say the job waits.
+        Outputs: (run button, bars, live preview, coarse, final, downloads, message)."""
+        idle = {name: 0.0 for name in self.stages_run(stages)}
+        return (gr.Button(interactive=False), stage_bars(idle), None, panel_value(COARSE, hint=WAITING),
+                panel_value(FINAL, hint=WAITING), None, "Waiting for the model ...")
+
+    @staticmethod
+    def on_end() -> gr.Button:
+        """The job ended, whichever way (result, error, cancelled): Run can be pressed again."""
+        return gr.Button(interactive=True)
+
     def on_run(self, source: dict | None, editor: dict, stages: str, steps: float, guidance: float, seed: float,
                samples: float, strength: float):
         """Generator for the run outputs: (bars, live preview, coarse, final, downloads, message)."""
+        final_label = FINAL if "refine" in self.stages_run(stages) else FINAL_NO_REFINE
+        empty = (panel_value(COARSE), panel_value(final_label), None)
         if source is None:
-            yield _bars({}), None, None, None, None, "**Problem:** Give a source photo with a person first (step 1)."
+            yield stage_bars({}), None, *empty, "**Problem:** Give a source photo with a person first (step 1)."
             return
         target = poses.pose_from_editor(editor)
         if not target.visible.any():
-            yield _bars({}), None, None, None, None, "**Problem:** The target pose has no visible joint."
+            yield stage_bars({}), None, *empty, "**Problem:** The target pose has no visible joint."
             return
         request = JobRequest(source["image"], source["pose"], target, stages, int(steps), float(guidance),
                              int(seed), int(samples), float(strength), source["note"])
@@ -124,21 +159,14 @@ class Page:
                 frames.append(update.preview)
             strip = _strip(frames) if update.preview is not None else gr.skip()
             if update.error:
-                yield _bars(update.progress), strip, None, None, None, f"**The job failed:** {html.escape(update.error)}"
+                yield stage_bars(update.progress), strip, *empty, f"**The job failed:** {html.escape(update.error)}"
                 return
             if update.images is None:
-                yield _bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
+                yield stage_bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
                 continue
-            final_label = "final" if "refine" in stage_names(stages) else "final (= coarse: no stage 3)"
-            yield (_bars(update.progress), update.process[0] if update.process else _strip(frames),
-                   list(update.coarse_images), [(im, final_label) for im in update.images], update.files,
+            yield (stage_bars(update.progress), update.process[0] if update.process else _strip(frames),
+                   panel_value(COARSE, update.coarse_images), panel_value(final_label, update.images), update.files,
                    f"Done: {len(update.images)} sample(s), seed {int(seed)}.")
-
-
-def stage_names(stages: str) -> tuple[str, ...]:
-    from pcdms.pipeline import ABLATIONS
-
-    return ABLATIONS.get(stages, ())
 
 
 def _strip(frames: list[Image.Image]) -> Image.Image | None:
@@ -153,18 +181,12 @@ def _strip(frames: list[Image.Image]) -> Image.Image | None:
     return strip
 
 
-def _bars(progress: dict[str, float]) -> str:
-    rows = "".join(
-        f'<div class="stage-bar" data-stage="{name}"><span>{name}</span>'
-        f'<progress max="100" value="{round(100 * value)}"></progress><span>{round(100 * value)}%</span></div>'
-        for name, value in progress.items())
-    return f'<div class="stage-bars">{rows}</div>'
-
-
 CSS = """
 .stage-bar { display: grid; grid-template-columns: 5em 1fr 3em; gap: 8px; align-items: center; }
 .stage-bar progress { width: 100%; }
 #process img { image-rendering: pixelated; }
+/* Room below the result section, so that scrolling it to the top of the window always works. */
+#results { min-height: calc(100vh - 16px); align-content: flex-start; scroll-margin-top: 8px; }
 """
 
 
@@ -183,6 +205,25 @@ def _settings_column(pipe: PCDMsPipeline) -> list[gr.components.Component]:
     ]
 
 
+def _result_section(page: Page) -> dict[str, gr.components.Component]:
+    """Status, progress, process and downloads beside the coarse and final panels, in one window-high row."""
+    with gr.Row(elem_id="results", equal_height=False):
+        with gr.Column(scale=1, min_width=280):
+            gr.Markdown("### 4. Result")
+            parts = {"message": gr.Markdown(READY, elem_id="run-msg"),
+                     "bars": gr.HTML(stage_bars({name: 0.0 for name in page.stages_run("full")}),
+                                     elem_id="stage-bars"),
+                     "process": gr.Image(label="Diffusion process: predicted clean image", interactive=False,
+                                         height=120, elem_id="process"),
+                     "downloads": gr.File(label="Downloads: image, target pose (OpenPose JSON), settings for "
+                                          "`pcdms generate`", file_count="multiple", interactive=False,
+                                          elem_id="downloads")}
+        for name, label in (("coarse", COARSE), ("final", FINAL)):
+            with gr.Column(scale=1, min_width=240):  # a column each, so narrow windows stack them
+                parts[name] = result_panel(label, elem_id=name)
+    return parts
+
+
 def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
     """The gr.Blocks page for one loaded pipeline."""
     page = Page(pipe, model_name)
@@ -199,8 +240,7 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
             with gr.Column():
                 gr.Markdown("### 2. Target pose")
                 with gr.Tab("Gallery"):
-                    gallery = gr.Gallery(page.gallery_items(), columns=4, allow_preview=False, height=320,
-                                         label="Ready poses", elem_id="pose-gallery")
+                    gallery = pose_picker(page.picker_items(), elem_id="pose-gallery")
                 with gr.Tab("From a photo"):
                     pose_upload = gr.File(label="Photo to take the pose from", type="filepath", elem_id="pose-upload")
                 editor = pose_editor(page.initial_editor())
@@ -214,26 +254,26 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
             with gr.Column():
                 settings = _settings_column(pipe)
                 run = gr.Button("Run", variant="primary", elem_id="run")
-        bars = gr.HTML(_bars({}), elem_id="stage-bars")
-        process = gr.Image(label="Diffusion process: predicted clean image", interactive=False, height=200,
-                           elem_id="process")
-        with gr.Row():
-            coarse = gr.Gallery(label="coarse (stage 2)", columns=4, height=300, object_fit="contain", elem_id="coarse")
-            final = gr.Gallery(label="final", columns=4, height=300, object_fit="contain", elem_id="final")
-        downloads = gr.File(label="Downloads: image, target pose (OpenPose JSON), settings for `pcdms generate`",
-                            file_count="multiple", interactive=False, elem_id="downloads")
-        run_msg = gr.Markdown(elem_id="run-msg")
+        result = _result_section(page)
 
         source_out = [source_view, source_msg, source_state]
         upload.change(page.on_upload, upload, source_out)
         demo_pick.change(page.on_demo_input, demo_pick, source_out)
-        gallery.select(page.on_gallery, None, [editor, reset_state, target_msg])
+        gallery.click(page.on_gallery, None, [editor, reset_state, target_msg])
         pose_upload.change(page.on_pose_photo, [pose_upload, editor, reset_state], [editor, reset_state, target_msg])
         editor.input(poses.refresh, editor, editor)
         toggle.click(poses.toggle_joint, [editor, joint], editor)
         mirror.click(poses.mirror, editor, editor)
         reset.click(page.on_reset, reset_state, editor)
-        run.click(page.on_run, [source_state, editor, *settings],
-                  [bars, process, coarse, final, downloads, run_msg], concurrency_limit=1,
-                  concurrency_id="pipeline")
+        _wire_run(page, run, [source_state, editor, *settings], result)
     return blocks
+
+
+def _wire_run(page: Page, run: gr.Button, inputs: list, result: dict) -> None:
+    """Run: scroll to the result and disable Run at once (not queued), then the job (queued, one at a time),
+    then enable Run again; `.then` follows the job however it ended (result, error or cancelled)."""
+    outputs = [result[name] for name in ("bars", "process", "coarse", "final", "downloads", "message")]
+    run.click(None, js=SCROLL_TO_RESULTS)
+    started = run.click(page.on_start, inputs[2], [run, *outputs], queue=False, show_progress="hidden")
+    job = started.success(page.on_run, inputs, outputs, concurrency_limit=1, concurrency_id="pipeline")
+    job.then(page.on_end, None, run, queue=False, show_progress="hidden")

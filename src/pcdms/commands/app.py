@@ -20,8 +20,9 @@ Serve a page where anyone tries pose transfer (Gradio), on the shipped demo mode
   2. target pose: from the gallery of ready poses, from a second photo, and in the editor (drag a joint,
      hide/show a joint, mirror, reset); the editor shows exactly the skeleton image the model gets;
   3. settings: stages (full / B2 / B1), steps, guidance, seed, samples (1-4), refine strength;
-  Run: per-stage progress and the predicted clean image while it runs, then coarse and final side by
-  side, and downloads: the image, the target pose (OpenPose JSON) and a settings file that
+  Run: the page scrolls to the result; while the job runs (Run disabled) it shows per-stage progress and
+  the predicted clean image, then the coarse and final images whole, sized to the window, and
+  downloads: the image, the target pose (OpenPose JSON) and a settings file that
   `pcdms generate --settings FILE --source PHOTO --out DIR` replays.
 One job runs at a time; others wait in a queue and see their place. Binds to 127.0.0.1 (this machine
 only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network.""")
