@@ -98,6 +98,17 @@ def test_pose_from_a_photo_goes_to_the_editor_in_the_model_frame_and_reset_retur
     assert "No person found in img3.png" in message and unchanged is editor and kept is picked
 
 
+def test_a_closed_job_stops_its_worker(pipe, request_):
+    """A job given up (page closed, event cancelled) must not keep sampling beside the next one."""
+    import threading
+
+    job = run_job(pipe, request_, model_name(DEMO_MODEL))
+    first = next(job)
+    assert first.images is None and first.error is None
+    job.close()  # what Gradio does to a cancelled generator
+    assert not any(thread.name == "pcdms-app-job" and thread.is_alive() for thread in threading.enumerate())
+
+
 def test_run_disables_the_button_until_the_job_ends_and_gallery_picks_are_checked(pipe):
     gr = pytest.importorskip("gradio")
     from pcdms.app.page import Page

@@ -4,7 +4,9 @@ Uses only the pipeline's public call (`pipe(..., callback=..., return_process=Tr
 every step of every stage (paper Sec. 3): it counts steps for the per-stage progress bars and, every few
 steps of stages 2 and 3, decodes the predicted clean image (x0) so the page shows the diffusion process
 while it happens. The page runs one job at a time (Gradio's queue, concurrency 1), which also keeps the
-pipeline's sampling settings, set per job here, from being shared between jobs.
+pipeline's sampling settings, set per job here, from being shared between jobs. For that to hold when a job
+is given up (the page closed, the event cancelled: its generator is closed), closing it stops the worker at
+its next step and waits for it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from pcdms.pose import Pose, write_openpose_json
 from pcdms.replay import RunSettings, pixels_sha256, write_settings
 
 PREVIEW_EVERY = 4  # decode x0 every this many steps of stages 2 and 3 (and on the last step)
+
+
+class JobCancelled(Exception):
+    """Raised in the worker, at its next step, once the job's generator has been closed."""
 
 
 @dataclass
@@ -70,8 +76,11 @@ def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str) -> Iterat
     totals = stage_steps(pipe, request)
     events: queue.Queue = queue.Queue()
     done = {name: 0 for name in totals}
+    cancelled = threading.Event()
 
     def callback(stage: str, i: int, t: torch.Tensor, latents: torch.Tensor, x0: torch.Tensor) -> None:
+        if cancelled.is_set():
+            raise JobCancelled
         preview = None
         last = i + 1 >= totals.get(stage, 1)
         if stage != "prior" and (i % PREVIEW_EVERY == 0 or last):
@@ -90,22 +99,27 @@ def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str) -> Iterat
         except Exception as err:  # noqa: BLE001 - any failure is shown in the page; the server goes on
             events.put(("error", f"{type(err).__name__}: {err}" if not _is_user_error(err) else str(err)))
 
-    threading.Thread(target=work, name="pcdms-app-job", daemon=True).start()
-    while True:
-        kind, *payload = events.get()
-        if kind == "step":
-            stage, count, preview = payload
-            done[stage] = max(done.get(stage, 0), count)
-            yield JobUpdate(progress=_fractions(done, totals), preview=preview)
-        elif kind == "error":
-            yield JobUpdate(progress=_fractions(done, totals), error=payload[0])
-            return
-        else:
-            result = payload[0]
-            files = save_downloads(result, request, model_name)
-            yield JobUpdate(progress={name: 1.0 for name in totals}, images=result.images,
-                            coarse_images=result.coarse_images, process=result.process, files=files)
-            return
+    worker = threading.Thread(target=work, name="pcdms-app-job", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, *payload = events.get()
+            if kind == "step":
+                stage, count, preview = payload
+                done[stage] = max(done.get(stage, 0), count)
+                yield JobUpdate(progress=_fractions(done, totals), preview=preview)
+            elif kind == "error":
+                yield JobUpdate(progress=_fractions(done, totals), error=payload[0])
+                return
+            else:
+                result = payload[0]
+                files = save_downloads(result, request, model_name)
+                yield JobUpdate(progress={name: 1.0 for name in totals}, images=result.images,
+                                coarse_images=result.coarse_images, process=result.process, files=files)
+                return
+    finally:  # also when the generator is closed early: no worker may outlive its job
+        cancelled.set()
+        worker.join()
 
 
 def _fractions(done: dict[str, int], totals: dict[str, int]) -> dict[str, float]:
