@@ -7,11 +7,13 @@ never written by `pose render`.
 The rows: a YAML config whose nested aliases expand tenfold per level (23 million nodes from 516 bytes), through
 `--config` and through a model folder's `config.yaml` (the presets' own few anchors still load); and a `.pt`
 checkpoint whose tensors are expanded views of one element (a few bytes on disk, hundreds of GB once copied by
-`convert`).
+`convert`); a model folder whose own encoder config asks for far more parameters than its weights hold (drawn at
+random in full before), or whose encoder weights are a pickle.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +58,30 @@ def _expanded_views(tmp: Path) -> list[str]:
             "--out", str(tmp / "converted")]
 
 
+def _model_with_dino(tmp: Path, change: Callable[[Path], None]) -> list[str]:
+    """A copy of the demo model whose own DINOv2 folder (`encoders/dino`) is changed by `change`."""
+    model = tmp / "model"
+    shutil.copytree(DEMO_MODEL, model)
+    change(model / "encoders" / "dino")
+    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
+            "--target-pose", str(DEMO_INPUTS / "id00161_02_three-quarter-full.json"), "--out", str(tmp / "out"),
+            "--device", "cpu", "--no-progress", "--steps", "1"]
+
+
+def _huge_dino_config(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_size=16384, num_hidden_layers=48, intermediate_size=65536, num_attention_heads=16)
+    (folder / "config.json").write_text(json.dumps(config))  # 103 billion parameters if drawn at random
+
+
+def _pickled_dino(folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")  # a pickle: never opened
+
+
 @dataclass
 class Row:
     id: str
@@ -67,6 +93,10 @@ ROWS = [
     Row("yaml-aliases-in-config", _config_file, ("bomb.yaml", "aliases expand to 23,45")),
     Row("yaml-aliases-in-model-folder", _model_folder, ("config.yaml", "aliases expand to 23,45")),
     Row("pt-expanded-views", _expanded_views, ("mp_rank_00_model_states.pt", "expanded view")),
+    Row("encoder-config-bigger-than-its-weights", lambda tmp: _model_with_dino(tmp, _huge_dino_config),
+        ("encoders/dino", "asks for 103,092,944,896 parameters but its weight files hold 24,064")),
+    Row("encoder-with-pickled-weights-only", lambda tmp: _model_with_dino(tmp, _pickled_dino),
+        ("encoders/dino", "only pickled pytorch_model.bin", "never loads")),
 ]
 
 

@@ -25,13 +25,16 @@ Encoders are frozen: no gradients, always in eval mode, and run under `torch.no_
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
 
@@ -98,10 +101,12 @@ def load_local(cls: type, path: str, what: str, key: str, subfolder: str | None 
     folder = require_folder(path, what, key)
     if subfolder and (folder / subfolder / "config.json").is_file():
         folder = folder / subfolder
-    try:
-        model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True)
+    check_weights_cover_config(cls, folder, what, key)
+    try:  # safetensors only: a pickled .bin beside them is never opened
+        model, info = cls.from_pretrained(str(folder), local_files_only=True, output_loading_info=True,
+                                          use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: transformers 5 on a shape mismatch
-        raise UserError(f"cannot load {what} from '{folder}' (config key {key}): {err}") from None
+        raise UserError(f"cannot load {what} from '{folder}' (config key {key}): {str(err)[:300]}") from None
     missing, wrong = incomplete_tensors(info)
     if missing or wrong:
         detail = "; ".join(f"{len(keys)} {label}, e.g. {', '.join(keys[:3])}" for keys, label in (
@@ -109,6 +114,37 @@ def load_local(cls: type, path: str, what: str, key: str, subfolder: str | None 
         raise UserError(f"{what} at '{folder}' (config key {key}) is incomplete: {detail}. Re-fetch its "
                         "weight files (`pcdms models check` lists what is wrong)")
     return model
+
+
+def check_weights_cover_config(cls: type, folder: Path, what: str, key: str) -> None:
+    """Refuse a folder whose config.json asks for far more parameters than its safetensors files hold (over twice,
+    plus a million), before any memory is taken: the model is built on the meta device to count them (a config of hidden size 16384 and 48
+    layers would otherwise be drawn at random in full, then fail). Pickled weights alone are refused too."""
+    files = sorted(folder.rglob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        raise UserError(f"{what} at '{folder}' (config key {key}) has no .safetensors weights"
+                        + (f" (only pickled {', '.join(pickled)}, which pcdms never loads: unpickling can run code; "
+                           "convert them to safetensors)" if pickled else ""))
+    held = 0
+    for file in files:
+        try:
+            with safe_open(str(file), "pt") as weights:
+                held += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())
+        except (SafetensorError, OSError) as err:
+            raise UserError(f"{file} is damaged or truncated ({err}): re-fetch it") from None
+    try:
+        with torch.device("meta"):
+            if hasattr(cls, "config_class") and hasattr(cls.config_class, "from_pretrained"):  # transformers
+                model = cls(cls.config_class.from_pretrained(str(folder), local_files_only=True))
+            else:  # diffusers
+                model = cls.from_config(cls.load_config(str(folder), local_files_only=True))
+    except (OSError, ValueError, TypeError, RecursionError) as err:
+        raise UserError(f"cannot read the config of {what} in '{folder}' (config key {key}): {str(err)[:300]}") from None
+    wanted = sum(p.numel() for p in model.parameters())
+    if wanted > 2 * held + 1_000_000:  # bounded memory; a few missing tensors are named by load_local's own check
+        raise UserError(f"{what} at '{folder}' (config key {key}): its config.json asks for {wanted:,} parameters but "
+                        f"its weight files hold {held:,} values: the config does not belong to these weights")
 
 
 class ClipImageEncoder(FrozenEncoder):
