@@ -4,7 +4,7 @@ The page is served in-process on 127.0.0.1 and a free port. The jobs run in wind
 desktop (1920x1080): in both, Run brings the progress into view and stays disabled until the job ends, and the
 coarse and final images are then on screen whole, at their own aspect ratio. Screenshots of both (what the
 window shows, and the whole page) are kept in test-artifacts/; the README's docs/app.png is the desktop's
-whole page.
+whole page (the upload, gallery and drag test).
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def _portrait_copy(photo, folder, size=(880, 1280)):
     return folder / photo.name, (round(size[0] * used), round(size[1] * used))
 
 
+@pytest.mark.parametrize("page", [DESKTOP], indirect=True)
 def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path):
     (tmp_path / "in").mkdir()
     photo, used_size = _portrait_copy(samples_dir / "img1.png", tmp_path / "in")
@@ -165,7 +166,7 @@ def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path
     changed = np.argwhere((before_render != after_render).any(axis=2))
     assert len(changed) and abs(changed[:, 1].mean() - (start[0] + end[0]) / 2) < 12
 
-    assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*LAPTOP))
+    assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*DESKTOP))
     assert page.locator("#stage-bars").inner_text().count("100%") == 3
     assert page.locator("#final img").count() == page.locator("#coarse img").count() == 1
 
@@ -190,7 +191,7 @@ def test_upload_gallery_drag_run_download_and_replay(page, samples_dir, tmp_path
     assert np.abs(again - np.asarray(result.convert("RGB"), dtype=np.int16)).max() <= 1
 
 
-@pytest.mark.parametrize("page", [DESKTOP], indirect=True)
+@pytest.mark.parametrize("page", [LAPTOP], indirect=True)
 def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_dir, tmp_path):
     text = tmp_path / "notes.png"  # an image's name, not an image's content
     text.write_text("not a photo")
@@ -209,7 +210,7 @@ def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_di
     assert "No person found in img5.png" in message
 
     assert "Pose found" in pick_demo_input(page, "id00162_01_front-full.png")
-    assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*DESKTOP))
+    assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*LAPTOP))
 
 
 def test_two_jobs_submitted_together_both_finish(browser, server):
