@@ -212,7 +212,7 @@ def test_the_preset_samples_the_prior_with_unclip_without_guidance_and_stages_2_
     assert report["inferred"]["inpaint.unet.block_out_channels"] == [32, 64]
 
 
-def test_generate_runs_the_converted_simplified_model_on_a_photo_and_a_pose(tmp_path):
+def test_generate_runs_the_converted_simplified_model_on_a_photo_and_a_pose(tmp_path, monkeypatch, capsys):
     """`pcdms convert` + `pcdms generate` on the simplified model write an image. The encoders are a tiny
     DINOv2 and the fixtures' VAE, named at conversion as a user names local weights."""
     from diffusers import AutoencoderKL
@@ -226,10 +226,15 @@ def test_generate_runs_the_converted_simplified_model_on_a_photo_and_a_pose(tmp_
     vae.load_state_dict(load_file(str(REF / "sampling" / "tiny_vae.safetensors")))
     vae.save_pretrained(tmp_path / "vae")
     model = tmp_path / "model"
+    # a model folder loads wherever it is copied: an absolute encoder path is refused when it is written
     assert main(["convert", "--from-authors", str(REF / "simplified" / "pcdms_ckpt.pt"), "--out", str(model),
-                 *OVERRIDES["inpaint"], f"encoders.dino.pretrained_path={tmp_path / 'dino'}",
+                 *OVERRIDES["inpaint"], f"encoders.dino.pretrained_path={tmp_path / 'dino'}"]) == 2
+    assert "encoders.dino.pretrained_path" in capsys.readouterr().err and not model.exists()
+    monkeypatch.setenv("PCDMS_MODEL_DIR", str(tmp_path))  # where a user keeps DINOv2 and SD's VAE
+    assert main(["convert", "--from-authors", str(REF / "simplified" / "pcdms_ckpt.pt"), "--out", str(model),
+                 *OVERRIDES["inpaint"], "encoders.dino.pretrained_path=${PCDMS_MODEL_DIR}/dino",
                  "encoders.dino.image_size=56",
-                 f"encoders.autoencoder.pretrained_path={tmp_path / 'vae'}", "data.height=64", "data.width=64"]) == 0
+                 "encoders.autoencoder.pretrained_path=${PCDMS_MODEL_DIR}/vae", "data.height=64", "data.width=64"]) == 0
     inputs = Path(__file__).resolve().parents[1] / "src" / "pcdms" / "assets" / "demo" / "inputs"
     source, target = inputs / "id00161_00_front-full", inputs / "id00161_02_three-quarter-full"
     out = tmp_path / "out"

@@ -168,3 +168,63 @@ def test_pose_render_writes_only_inside_out(escaping_dataset, tmp_path, capsys):
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert written and all(p.resolve().is_relative_to((tmp_path / "out").resolve()) for p in written)
     assert "is an absolute path" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- a model folder stays self-contained
+def _folder_with(tmp: Path, config_lines: str = "", stage_change: dict | None = None) -> Path:
+    model = tmp / "model"
+    shutil.copytree(DEMO_MODEL, model)
+    if config_lines:
+        (model / "config.yaml").write_text(config_lines + (DEMO_MODEL / "config.yaml").read_text())
+    if stage_change:
+        path = model / "inpaint" / "config.json"
+        saved = json.loads(path.read_text())
+        saved["config"]["unet"].update(stage_change)
+        path.write_text(json.dumps(saved))
+    return model
+
+
+def _generate(model: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
+            "--target-pose", str(DEMO_INPUTS / "id00161_02_three-quarter-full.json"), "--out", str(tmp / "out"),
+            "--device", "cpu", "--no-progress", "--steps", "1", *extra]
+
+
+@pytest.mark.parametrize("lines, words", [
+    ("_base_: /etc/pcdms-elsewhere.yaml\n", ("config.yaml: _base_ '/etc/pcdms-elsewhere.yaml' is not a preset",)),
+    ("_base_: ../../other.yaml\n", ("_base_ '../../other.yaml' is not a preset",)),
+])
+def test_model_folder_config_may_not_reach_outside(tmp_path, capsys, lines, words):
+    code = main(_generate(_folder_with(tmp_path, lines), tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    for word in words:
+        assert word in err, err
+
+
+def test_model_folder_encoder_paths_resolve_inside_it(tmp_path, capsys, monkeypatch):
+    model = _folder_with(tmp_path)
+    shutil.move(model / "encoders" / "dino", tmp_path / "dino")  # the folder's own copy would take precedence
+    text = (model / "config.yaml").read_text()
+    assert "  dino:\n    pretrained_path: null\n" in text
+    (model / "config.yaml").write_text(text.replace("  dino:\n    pretrained_path: null\n",
+                                                    f"  dino:\n    pretrained_path: {tmp_path / 'dino'}\n"))
+    assert main(_generate(model, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "encoders.dino.pretrained_path" in err and "points outside the model folder" in err, err
+    # the user's model directory is where shared encoders live
+    monkeypatch.setenv("PCDMS_MODEL_DIR", str(tmp_path))
+    (model / "config.yaml").write_text(text.replace("  dino:\n    pretrained_path: null\n",
+                                                    "  dino:\n    pretrained_path: ${PCDMS_MODEL_DIR}/dino\n"))
+    assert main(_generate(model, tmp_path)) == 0, capsys.readouterr().err
+    # and a relative path resolves inside the folder
+    shutil.move(tmp_path / "dino", model / "my-dino")
+    (model / "config.yaml").write_text(text.replace("  dino:\n    pretrained_path: null\n",
+                                                    "  dino:\n    pretrained_path: my-dino\n"))
+    assert main(_generate(model, tmp_path)) == 0, capsys.readouterr().err
+
+
+def test_saved_stage_never_follows_a_base_model_path(tmp_path, capsys):
+    """A stage folder holds all its weights: a `pretrained_path` written into its config.json is not read."""
+    model = _folder_with(tmp_path, stage_change={"pretrained_path": str(tmp_path / "no-such-base-unet")})
+    assert main(_generate(model, tmp_path)) == 0, capsys.readouterr().err

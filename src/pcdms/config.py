@@ -402,6 +402,56 @@ def _raw_preset(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]
     return configio.merge(_raw_preset(base, seen + (str(path),)), data)
 
 
+def load_model_folder_config(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """A model folder's `config.yaml`, kept inside the folder: `_base_` may only name a preset, and every
+    `pretrained_path` it gives is null, `${PCDMS_MODEL_DIR}/...` (the user's model directory) or relative, which
+    resolves inside the folder. `overrides` (the user's own command line) may point anywhere."""
+    path = root / "config.yaml"
+    raw = configio.load_yaml(path)
+    base = raw.get("_base_")
+    if base is not None and base not in preset_names():
+        raise ConfigError(f"{path}: _base_ {configio.shown(base)} is not a preset ({', '.join(preset_names())}): a "
+                          "model folder's config may not pull in files from elsewhere")
+    inside, overridden = [], {text.partition("=")[0].strip() for text in overrides}
+    for key, value in pretrained_paths(raw):
+        if key in overridden or value is None or _under_model_dir(value):
+            continue
+        problem = outside_folder_problem(key, value)
+        if problem:
+            raise ConfigError(f"{path}: {problem}")
+        inside.append(f"{key}={root / value}")
+    return load_config(str(path), [*inside, *overrides])
+
+
+def _under_model_dir(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(f"${{{MODEL_DIR_ENV}}}/") and ".." not in Path(value).parts
+
+
+def outside_folder_problem(key: str, value: Any) -> str | None:
+    """Why a `pretrained_path` written into a model folder's config would leave the folder (None when it is
+    null, `${PCDMS_MODEL_DIR}/...` or a relative path inside it). Checked when a folder is written and read."""
+    if value is None or _under_model_dir(value):
+        return None
+    if isinstance(value, str) and not (Path(value).is_absolute() or value.startswith(("~", "$"))
+                                       or ".." in Path(value).parts):
+        return None
+    return (f"{key} {configio.shown(value)} points outside the model folder; put it inside (a relative path) or "
+            f"under ${{{MODEL_DIR_ENV}}} (write ${{{MODEL_DIR_ENV}}}/<name>)")
+
+
+def pretrained_paths(raw: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every `pretrained_path` in a raw config mapping."""
+    found = []
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            dotted = f"{prefix}{key}"
+            if key == "pretrained_path":
+                found.append((dotted, value))
+            else:
+                found += pretrained_paths(value, dotted + ".")
+    return found
+
+
 def load_config(name_or_path: str = "deepfashion-256", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Preset name or YAML path, then dotted `key=value` overrides; strict and validated."""
     raw = _raw_preset(name_or_path)

@@ -34,7 +34,7 @@ import torch
 from pcdms import configio
 from pcdms.checkpoints import Checkpoint, find_checkpoint_file, read_checkpoint  # noqa: F401 (re-exported)
 from pcdms.checkpoints import names as _names
-from pcdms.config import RunConfig, save_config
+from pcdms.config import RunConfig, outside_folder_problem, pretrained_paths, save_config
 from pcdms.errors import ConfigError, UserError
 from pcdms.models import InpaintModel, PriorModel, RefineModel, StageModel
 from pcdms.models.blocks import without_pretrained_paths
@@ -306,6 +306,7 @@ def _convert_simplified(ckpt: Checkpoint, cfg: RunConfig, out: Path, dtype: torc
                         f"--config authors-simplified (its sampler and input conventions), not {cfg.name}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is a file: give a folder for the model")
+    check_self_contained(cfg)
     inpaint = out / "inpaint"
     if (out / "config.yaml").exists() and not overwrite:
         raise UserError(f"'{out}' already holds a model (config.yaml): choose another --out, or --overwrite")
@@ -372,6 +373,15 @@ def read_stage_config(folder: str | Path, stage: str) -> Any:
     return configio.from_dict(STAGE_CLASSES[stage].config_class, saved.get("config", {}), prefix=stage)
 
 
+def check_self_contained(cfg: RunConfig) -> None:
+    """Refuse, before a model folder is written, encoder paths that would not load once the folder is copied
+    elsewhere (the rule `load_model_folder_config` applies when reading it)."""
+    for key, value in pretrained_paths(configio.to_dict(cfg.encoders), "encoders."):
+        problem = outside_folder_problem(key, value)
+        if problem:
+            raise UserError(f"a model folder is self-contained: {problem}")
+
+
 def assemble_model(out: str | Path, cfg: RunConfig, stages: Mapping[str, str | Path | None],
                    overwrite: bool = False) -> Path:
     """Make the folder `PCDMsPipeline.from_pretrained` reads: `config.yaml` (cfg with each stage section
@@ -383,6 +393,7 @@ def assemble_model(out: str | Path, cfg: RunConfig, stages: Mapping[str, str | P
                (out / name if (out / name / CONFIG_NAME).is_file() else None) for name in STAGE_CLASSES}
     if folders["inpaint"] is None:
         raise UserError("--inpaint is required: a PCDMs model needs stage 2 (prior and refine are optional)")
+    check_self_contained(cfg)
     raw = configio.to_dict(cfg)
     for name, folder in folders.items():
         if folder is not None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_config
+from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_model_folder_config
 from pcdms.data.canvas import make_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import ROLES, Encoders, build_encoders
@@ -137,7 +137,7 @@ class PCDMsPipeline:
             raise UserError(f"'{root}' is not a PCDMs model folder: expected {root / 'config.yaml'}")
         encoder_paths = [f"encoders.{name}.pretrained_path={root / 'encoders' / name}"
                      for name in ("clip", "dino") if (root / "encoders" / name / "config.json").is_file()]
-        cfg = load_config(str(root / "config.yaml"), [*encoder_paths, *overrides])
+        cfg = load_model_folder_config(root, [*encoder_paths, *overrides])
         if not (root / "inpaint" / "config.json").is_file():
             raise UserError(f"'{root}' has no inpaint/ stage: stage 2 is required")
         present = {name: root / name if (root / name / "config.json").is_file() else None for name in ("prior", "refine")}

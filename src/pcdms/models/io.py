@@ -147,11 +147,13 @@ class StageModel(nn.Module):
                             f"{WEIGHTS_NAME} inside")
         try:
             saved = json.loads(config_path.read_text())
-        except json.JSONDecodeError as err:
-            raise UserError(f"{config_path}: not valid JSON ({err})") from None
-        if saved.get("stage") != cls.stage:
-            raise UserError(f"{config_path} holds a '{saved.get('stage')}' model, not a '{cls.stage}' model")
-        cfg = configio.from_dict(cls.config_class, saved.get("config", {}), prefix=cls.stage)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise UserError(f"{config_path}: not valid JSON ({str(err)[:200]})") from None
+        stage = saved.get("stage") if isinstance(saved, dict) else None
+        if stage != cls.stage:
+            raise UserError(f"{config_path} holds a '{stage}' model, not a '{cls.stage}' model")
+        # the weights are all in the folder: a base-model path in the file is never followed
+        cfg = without_pretrained_paths(configio.from_dict(cls.config_class, saved.get("config", {}), prefix=cls.stage))
         with torch.device("meta"):  # no random init: every tensor comes from the file
             model = cls(cfg)
         try:
