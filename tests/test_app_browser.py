@@ -42,7 +42,8 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    assert CHROMIUM, "headless tests need Debian's chromium (apt-get install chromium; .ci/run does)"
+    if not CHROMIUM:  # `make test` installs it when run as root; CI fails on any skip
+        pytest.skip("the browser tests need Debian's chromium: run `make test` as root, or `apt-get install chromium`")
     with playwright_api.sync_playwright() as play:
         chromium = play.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium

@@ -8,7 +8,8 @@ from PIL import Image
 
 from pcdms.app import DEMO_MODEL, model_name
 from pcdms.app.jobs import JobRequest, run_job, stage_steps
-from pcdms.app.poses import demo_inputs, gallery, to_model_frame
+from pcdms.app.poses import demo_inputs, to_model_frame
+from pcdms.gallery import gallery
 from pcdms.cli import main
 from pcdms.imageio import load_image
 from pcdms.pose import read_openpose_json

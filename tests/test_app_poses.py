@@ -8,6 +8,7 @@ from PIL import Image
 
 from app_browser import data_url_image
 from pcdms.app import poses
+from pcdms.gallery import gallery
 from pcdms.framing import Fit, pose_tensor
 from pcdms.pose import FLIP_ORDER, JOINT, JOINTS, Pose
 
@@ -15,26 +16,26 @@ MODEL_H, MODEL_W = 64, 44  # the demo model's frame
 
 
 def test_gallery_has_a_dozen_named_valid_poses_with_back_and_side_views():
-    gallery = poses.gallery()
-    assert len(gallery) >= 12
-    for name, pose in gallery.items():
+    poses_by_name = gallery()
+    assert len(poses_by_name) >= 12
+    for name, pose in poses_by_name.items():
         assert pose.visible.sum() >= 14, name
         assert (pose.inside() == pose.visible).all(), f"{name} has joints outside its frame"
     for name in ("front-standing", "front-arms-raised", "front-walking", "back-standing", "side-walking"):
-        assert name in gallery
-    back = gallery["back-standing"]
+        assert name in poses_by_name
+    back = poses_by_name["back-standing"]
     assert not back.visible[[JOINT["nose"], JOINT["r_eye"], JOINT["l_eye"]]].any()  # no face from behind
     assert back.visible[[JOINT["r_ear"], JOINT["l_ear"]]].all()
     assert back.xy[JOINT["r_shoulder"], 0] > back.xy[JOINT["l_shoulder"], 0]
-    front = gallery["front-standing"]
+    front = poses_by_name["front-standing"]
     assert front.xy[JOINT["r_shoulder"], 0] < front.xy[JOINT["l_shoulder"], 0]
-    raised = gallery["front-arms-raised"]
+    raised = poses_by_name["front-arms-raised"]
     assert raised.xy[JOINT["r_wrist"], 1] < raised.xy[JOINT["nose"], 1]
 
 
 def test_editor_shows_exactly_the_render_stage_2_gets():
     """The editor's picture equals the pipeline's target-pose render (the same Fit and the same render)."""
-    pose = poses.gallery()["side-walking"]
+    pose = gallery()["side-walking"]
     in_frame = poses.to_model_frame(pose, MODEL_H, MODEL_W)
     value = poses.editor_value(in_frame)
     shown = data_url_image(value["render"])
@@ -49,7 +50,7 @@ def test_editor_shows_exactly_the_render_stage_2_gets():
 
 
 def test_drag_moves_only_that_joint_and_its_render():
-    pose = poses.to_model_frame(poses.gallery()["front-standing"], MODEL_H, MODEL_W)
+    pose = poses.to_model_frame(gallery()["front-standing"], MODEL_H, MODEL_W)
     value = poses.editor_value(pose)
     wrist = JOINT["l_wrist"]
     value["joints"][wrist].update(x=30.0, y=50.0)  # what the browser sends after a drag
@@ -63,7 +64,7 @@ def test_drag_moves_only_that_joint_and_its_render():
 
 
 def test_hide_show_keeps_the_place_and_a_joint_dragged_out_is_missing():
-    value = poses.editor_value(poses.to_model_frame(poses.gallery()["front-standing"], MODEL_H, MODEL_W))
+    value = poses.editor_value(poses.to_model_frame(gallery()["front-standing"], MODEL_H, MODEL_W))
     elbow = JOINT["r_elbow"]
     place = (value["joints"][elbow]["x"], value["joints"][elbow]["y"])
     hidden = poses.toggle_joint(value, "r_elbow")
@@ -79,7 +80,7 @@ def test_hide_show_keeps_the_place_and_a_joint_dragged_out_is_missing():
 
 
 def test_mirror_is_the_pose_flip_and_twice_is_identity():
-    pose = poses.to_model_frame(poses.gallery()["front-waving"], MODEL_H, MODEL_W)
+    pose = poses.to_model_frame(gallery()["front-waving"], MODEL_H, MODEL_W)
     value = poses.editor_value(pose)
     mirrored = poses.mirror(value)
     assert poses.pose_from_editor(mirrored).allclose(pose.flipped(), atol=1e-3)
@@ -108,7 +109,7 @@ def test_uploads_are_read_by_content_capped_and_downscaled_with_a_note(tmp_path)
 
 def test_overlay_draws_the_skeleton_over_the_photo():
     photo = Image.new("RGB", (176, 256), (200, 200, 200))
-    pose = poses.gallery()["front-standing"]
+    pose = gallery()["front-standing"]
     drawn = np.asarray(poses.overlay(photo, pose))
     neck = pose.xy[JOINT["neck"]].astype(int)
     assert tuple(drawn[neck[1], neck[0]]) != (200, 200, 200)

@@ -53,9 +53,3 @@ def test_generate_with_an_unknown_pose_name_is_one_line_and_leaves_no_output_fol
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pcdms pose gallery" in err[0] and "front-arms-raised" in err[0]
     assert not (tmp_path / "new").exists()
-
-
-def test_the_app_offers_the_same_names():
-    from pcdms.app.poses import gallery as app_gallery
-
-    assert set(app_gallery()) == set(gallery_names())

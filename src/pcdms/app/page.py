@@ -22,6 +22,7 @@ from pcdms.app.editor import pose_editor
 from pcdms.app.jobs import JobRequest, run_job
 from pcdms.app.picker import picker_value, pose_picker
 from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
+from pcdms.gallery import gallery
 from pcdms.pipeline import ABLATIONS, PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
 
@@ -56,7 +57,7 @@ class Page:
     def __init__(self, pipe: PCDMsPipeline, model_name: str) -> None:
         self.pipe, self.model_name = pipe, model_name
         self.height, self.width = pipe.height, pipe.width
-        self.gallery = poses.gallery()
+        self.gallery = gallery()
         self.demo_inputs = poses.demo_inputs()
         self.standing = self.in_model_frame(self.gallery[poses.DEFAULT_GALLERY_POSE])
 

@@ -18,10 +18,9 @@ from PIL import Image
 
 from pcdms.framing import Fit
 from pcdms.imageio import ImageReadError, load_image
-from pcdms.pose import JOINTS, NUM_JOINTS, Pose, read_openpose_json
+from pcdms.pose import JOINTS, NUM_JOINTS, Pose
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-GALLERY_DIR = ASSETS / "poses"
 DEMO_INPUTS = ASSETS / "demo" / "inputs"
 DEFAULT_GALLERY_POSE = "front-standing"
 MAX_UPLOAD_PIXELS = 40_000_000  # refused above this (a decompression bomb or a scan, not a photo)
@@ -59,12 +58,6 @@ def read_photo(path: str | Path, display_name: str, max_side: int = MAX_SIDE) ->
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     note = f"{display_name} was downscaled from {image.width}x{image.height} to {size[0]}x{size[1]} px"
     return Photo(image.resize(size, Image.Resampling.LANCZOS), note)
-
-
-def gallery() -> dict[str, Pose]:
-    """The shipped ready poses by name (`scripts/make_pose_gallery.py` writes them), in name order."""
-    poses = {path.stem: read_openpose_json(path) for path in sorted(GALLERY_DIR.glob("*.json"))}
-    return {name: pose for name, pose in poses.items() if pose is not None}
 
 
 def demo_inputs() -> dict[str, Path]:
