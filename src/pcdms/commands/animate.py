@@ -39,7 +39,7 @@ broken JSON file) shows the previous frame and is reported by index. Rerunning t
 resumes: finished frames are not redone.
 
 Every frame starts from the same noise (--noise shared), so the person stays the same; --noise fresh
-draws new noise per frame (for comparison). --stages B2 skips the refiner (see the README's figures).""")
+draws new noise per frame (for comparison). --stages B2 skips the refiner (docs/animation.md has how steady the frames are).""")
     _common(parser)
     parser.add_argument("--source", required=True, help="the photo of the person")
     parser.add_argument("--poses", required=True, help=f"a folder of pose JSON files, a video, or {'/'.join(MOTIONS)}")
