@@ -10,7 +10,7 @@ from PIL import Image
 from pcdms.cli import main
 from pcdms.errors import UserError
 from pcdms.replay import RunSettings, check_source, pixels_sha256, read_settings, write_settings
-from pcdms.app.poses import gallery
+from pcdms.gallery import gallery
 
 
 def _settings(**changes) -> RunSettings:
