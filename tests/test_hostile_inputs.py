@@ -82,6 +82,15 @@ def _pickled_dino(folder: Path) -> None:
     torch.save(weights, folder / "pytorch_model.bin")  # a pickle: never opened
 
 
+def _pose_file(tmp: Path, change: Callable[[dict], object]) -> list[str]:
+    """`generate` with a target pose JSON changed by `change` (which may return the file's whole text)."""
+    data = json.loads((DEMO_INPUTS / "id00161_02_three-quarter-full.json").read_text())
+    text = change(data)
+    (tmp / "pose.json").write_text(text if isinstance(text, str) else json.dumps(data))
+    return ["generate", "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"), "--target-pose",
+            str(tmp / "pose.json"), "--out", str(tmp / "out"), "--device", "cpu", "--no-progress", "--steps", "1"]
+
+
 @dataclass
 class Row:
     id: str
@@ -93,6 +102,10 @@ ROWS = [
     Row("yaml-aliases-in-config", _config_file, ("bomb.yaml", "aliases expand to 23,45")),
     Row("yaml-aliases-in-model-folder", _model_folder, ("config.yaml", "aliases expand to 23,45")),
     Row("pt-expanded-views", _expanded_views, ("mp_rank_00_model_states.pt", "expanded view")),
+    Row("pose-json-canvas-of-a-million-pixels", lambda tmp: _pose_file(tmp, lambda d: d.update(
+        canvas_height=10**6, canvas_width=10**6)), ("pose.json", "canvas_height and canvas_width must each be")),
+    Row("pose-json-nested-past-the-stack", lambda tmp: _pose_file(tmp, lambda d: "[" * 100_000 + "]" * 100_000),
+        ("pose.json", "not an OpenPose JSON file")),
     Row("encoder-config-bigger-than-its-weights", lambda tmp: _model_with_dino(tmp, _huge_dino_config),
         ("encoders/dino", "asks for 103,092,944,896 parameters but its weight files hold 24,064")),
     Row("encoder-with-pickled-weights-only", lambda tmp: _model_with_dino(tmp, _pickled_dino),

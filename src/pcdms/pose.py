@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pcdms.errors import UserError, warn
+from pcdms.validation import FRAME_SIDE
 
 JOINTS: tuple[str, ...] = (
     "nose", "neck",
@@ -271,14 +272,17 @@ def read_openpose_json(path: str | Path, height: int | None = None, width: int |
     try:
         data = json.loads(path.read_text())
         people = data["people"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not an OpenPose JSON file with a 'people' list ({err})") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+        raise UserError(f"{path}: not an OpenPose JSON file with a 'people' list ({str(err)[:200]})") from None
     if not people:
         return None
     height = height or data.get("canvas_height")
     width = width or data.get("canvas_width")
     if not height or not width:
         raise UserError(f"{path}: no canvas_height/canvas_width in the file; pass the image's height and width")
+    if not (FRAME_SIDE.allows(height) and FRAME_SIDE.allows(width)):  # before anything is drawn at that size
+        raise UserError(f"{path}: canvas_height and canvas_width must each be {FRAME_SIDE.describe()}, got "
+                        f"{str(height)[:20]} x {str(width)[:20]}")
     values = np.asarray(people[0].get("pose_keypoints_2d", []), dtype=np.float64)
     if values.size == 25 * 3:
         values = values.reshape(25, 3)[list(_BODY25_TO_COCO18)]

@@ -245,9 +245,9 @@ def prepare_output_dir(path: str | Path, argument: str = "--out") -> Path:
     Raises UserError naming the argument when it is a file or cannot be created or written.
     """
     out = Path(path).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{argument} {out}: is a file, not a folder; choose a folder name")
-    try:
+    try:  # exists() too can fail: a parent folder this user may not read
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{argument} {out}: is a file, not a folder; choose a folder name")
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".pcdms-write-test-"):
             pass
