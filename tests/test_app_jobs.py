@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -124,3 +126,23 @@ def test_run_disables_the_button_until_the_job_ends_and_gallery_picks_are_checke
     for data in ({"index": len(page.gallery)}, {"index": "../../etc/passwd"}, {"index": -1}, {}, None):
         *_, message = page.on_gallery(gr.EventData(None, data))
         assert "no such gallery pose" in message, data
+
+
+@pytest.mark.parametrize("change", [
+    lambda v: v.update(height=14000, width=14000),  # issue 28: one ~1 KB request rendered GBs
+    lambda v: v.update(height=6000),
+    lambda v: v.update(joints=v["joints"][:5]),
+    lambda v: v.update(joints="x"),
+])
+def test_editor_events_accept_only_the_model_frame(pipe, change):
+    gr = pytest.importorskip("gradio")
+    from pcdms.app.page import Page
+
+    page = Page(pipe, "demo")
+    good = page.initial_editor()
+    assert page.on_refresh(dict(good))["height"] == pipe.height  # the page's own value passes
+    forged = json.loads(json.dumps(good))
+    change(forged)
+    for event in (page.on_refresh, page.on_mirror, lambda v: page.on_toggle(v, "nose")):
+        with pytest.raises(gr.Error, match=f"model's {pipe.height}x{pipe.width} frame"):
+            event(forged)

@@ -67,6 +67,25 @@ class Page:
     def initial_editor(self) -> dict:
         return poses.editor_value(self.standing, self.standing)
 
+    def checked_editor(self, value: object) -> dict:
+        """An editor value the browser sent, refused unless it is in the model's frame with 18 joints: its
+        height and width size the render, so a request must not choose them (14000x14000 took GBs)."""
+        ok = (isinstance(value, dict) and value.get("height") == self.height and value.get("width") == self.width
+              and isinstance(value.get("joints"), list) and len(value["joints"]) == len(JOINTS))
+        if not ok:
+            raise gr.Error(f"the pose editor's value must be 18 joints in the model's {self.height}x{self.width} "
+                           "frame; reload the page")
+        return value
+
+    def on_refresh(self, editor: object) -> dict:
+        return poses.refresh(self.checked_editor(editor))
+
+    def on_toggle(self, editor: object, joint: str) -> dict:
+        return poses.toggle_joint(self.checked_editor(editor), joint)
+
+    def on_mirror(self, editor: object) -> dict:
+        return poses.mirror(self.checked_editor(editor))
+
     def picker_items(self) -> dict:
         return picker_value({name: Image.fromarray(pose.render()) for name, pose in self.gallery.items()})
 
@@ -148,7 +167,7 @@ class Page:
         if source is None:
             yield stage_bars({}), None, *empty, "**Problem:** Give a source photo with a person first (step 1)."
             return
-        target = poses.pose_from_editor(editor)
+        target = poses.pose_from_editor(self.checked_editor(editor))
         if not target.visible.any():
             yield stage_bars({}), None, *empty, "**Problem:** The target pose has no visible joint."
             return
@@ -262,9 +281,9 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
         demo_pick.change(page.on_demo_input, demo_pick, source_out)
         gallery.click(page.on_gallery, None, [editor, reset_state, target_msg])
         pose_upload.change(page.on_pose_photo, [pose_upload, editor, reset_state], [editor, reset_state, target_msg])
-        editor.input(poses.refresh, editor, editor)
-        toggle.click(poses.toggle_joint, [editor, joint], editor)
-        mirror.click(poses.mirror, editor, editor)
+        editor.input(page.on_refresh, editor, editor)
+        toggle.click(page.on_toggle, [editor, joint], editor)
+        mirror.click(page.on_mirror, editor, editor)
         reset.click(page.on_reset, reset_state, editor)
         _wire_run(page, run, [source_state, editor, *settings], result)
     return blocks
