@@ -274,6 +274,24 @@ def test_uploads_over_the_cap_are_refused(server):
     assert accepted.status_code == 200
 
 
+@pytest.mark.parametrize("origin, status", [
+    ("http://attacker.example", 403),  # another site open in the user's browser (issue 28)
+    ("null", 403),                     # a file:// page or a sandboxed frame
+    (None, 200),                       # a script or gradio_client: no browser acting for another site
+    ("SELF", 200),                     # the page itself
+])
+def test_requests_from_other_sites_are_refused_before_gradio(server, origin, status):
+    import httpx
+
+    headers = {} if origin is None else {"Origin": server.rstrip("/") if origin == "SELF" else origin}
+    upload = httpx.post(f"{server}gradio_api/upload", files={"files": ("small.png", b"\0" * 1024)}, headers=headers,
+                        timeout=60)
+    assert upload.status_code == status, upload.text
+    job = httpx.post(f"{server}gradio_api/call/on_demo_input", json={"data": ["id00161_00_front-full.png"]},
+                     headers=headers, timeout=60)
+    assert job.status_code == status, job.text
+
+
 def test_the_app_binds_to_this_machine_only_by_default():
     from pcdms.cli import build_parser
 

@@ -146,3 +146,20 @@ def test_editor_events_accept_only_the_model_frame(pipe, change):
     for event in (page.on_refresh, page.on_mirror, lambda v: page.on_toggle(v, "nose")):
         with pytest.raises(gr.Error, match=f"model's {pipe.height}x{pipe.width} frame"):
             event(forged)
+
+
+def test_download_folders_are_removed_when_old_and_at_close(tmp_path):
+    import os
+    import time
+
+    from pcdms.app.guard import DownloadFolders
+
+    folders = DownloadFolders(keep_s=60)
+    first = folders.new()
+    (first / "result.png").write_bytes(b"x")
+    old = time.time() - 120
+    os.utime(first, (old, old))
+    second = folders.new()  # a new job sweeps the folders older than keep_s
+    assert not first.exists() and second.is_dir()
+    folders.close()
+    assert not folders.root.exists()

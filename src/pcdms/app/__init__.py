@@ -21,17 +21,27 @@ def model_name(folder: str | Path) -> str:
 
 
 def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
-          block: bool = True):
-    """Load the model and serve the page; returns the Gradio Blocks (running) when `block` is False."""
+          block: bool = True, queue_size: int = QUEUE_SIZE):
+    """Load the model and serve the page; returns the Gradio Blocks (running) when `block` is False.
+    `queue_size`: jobs that may wait at once (more are refused with a message); requests from other sites
+    are refused (`pcdms.app.guard.SameOrigin`)."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from starlette.middleware import Middleware
+
+    from pcdms.app.guard import SameOrigin
     from pcdms.app.page import CSS, build_page
     from pcdms.pipeline import PCDMsPipeline
 
     pipe = PCDMsPipeline.from_pretrained(model, device=device)
     blocks = build_page(pipe, model_name(model))
-    blocks.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
-    blocks.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
-                  show_error=False, ssr_mode=False, quiet=not block, css=CSS, footer_links=[])
+    blocks.queue(default_concurrency_limit=1, max_size=queue_size)
+    try:
+        blocks.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
+                      show_error=False, ssr_mode=False, quiet=not block, css=CSS, footer_links=[],
+                      app_kwargs={"middleware": [Middleware(SameOrigin)]})
+    finally:
+        if block:  # stopped (Ctrl-C): the downloads go with it; Gradio empties its own cache
+            blocks.close()
     return blocks

@@ -71,8 +71,10 @@ def stage_steps(pipe: PCDMsPipeline, request: JobRequest) -> dict[str, int]:
     return steps
 
 
-def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str) -> Iterator[JobUpdate]:
-    """Yield a `JobUpdate` on each step (and previews) while the job runs, then one with results or error."""
+def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str,
+            downloads: Path | None = None) -> Iterator[JobUpdate]:
+    """Yield a `JobUpdate` on each step (and previews) while the job runs, then one with results or error.
+    The downloads are written into `downloads` (default: a new temporary folder)."""
     totals = stage_steps(pipe, request)
     events: queue.Queue = queue.Queue()
     done = {name: 0 for name in totals}
@@ -113,7 +115,7 @@ def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str) -> Iterat
                 return
             else:
                 result = payload[0]
-                files = save_downloads(result, request, model_name)
+                files = save_downloads(result, request, model_name, downloads)
                 yield JobUpdate(progress={name: 1.0 for name in totals}, images=result.images,
                                 coarse_images=result.coarse_images, process=result.process, files=files)
                 return
@@ -132,10 +134,11 @@ def _is_user_error(err: Exception) -> bool:
     return isinstance(err, UserError)
 
 
-def save_downloads(result, request: JobRequest, model_name: str) -> list[str]:
-    """The job's downloads in a fresh temporary folder: each sample's image, the target pose (OpenPose JSON),
-    the settings file `pcdms generate --settings` replays, and the photo as used when it was downscaled."""
-    folder = Path(tempfile.mkdtemp(prefix="pcdms-app-"))
+def save_downloads(result, request: JobRequest, model_name: str, folder: Path | None = None) -> list[str]:
+    """The job's downloads in `folder` (default: a fresh temporary folder): each sample's image, the target pose
+    (OpenPose JSON), the settings file `pcdms generate --settings` replays, and the photo as used when it was
+    downscaled."""
+    folder = folder if folder is not None else Path(tempfile.mkdtemp(prefix="pcdms-app-"))
     files = []
     for k, image in enumerate(result.images):
         path = folder / ("result.png" if len(result.images) == 1 else f"result_sample{k}.png")

@@ -19,6 +19,7 @@ from PIL import Image
 
 from pcdms.app import poses
 from pcdms.app.editor import pose_editor
+from pcdms.app.guard import DownloadFolders
 from pcdms.app.jobs import JobRequest, run_job
 from pcdms.app.picker import picker_value, pose_picker
 from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
@@ -57,6 +58,7 @@ class Page:
     def __init__(self, pipe: PCDMsPipeline, model_name: str) -> None:
         self.pipe, self.model_name = pipe, model_name
         self.height, self.width = pipe.height, pipe.width
+        self.downloads = DownloadFolders()
         self.gallery = gallery()
         self.demo_inputs = poses.demo_inputs()
         self.standing = self.in_model_frame(self.gallery[poses.DEFAULT_GALLERY_POSE])
@@ -174,7 +176,7 @@ class Page:
         request = JobRequest(source["image"], source["pose"], target, stages, int(steps), float(guidance),
                              int(seed), int(samples), float(strength), source["note"])
         frames: list[Image.Image] = []  # the predicted clean images so far, shown as a growing strip
-        for update in run_job(self.pipe, request, self.model_name):
+        for update in run_job(self.pipe, request, self.model_name, self.downloads.new()):
             if update.preview is not None:
                 frames.append(update.preview)
             strip = _strip(frames) if update.preview is not None else gr.skip()
@@ -244,10 +246,16 @@ def _result_section(page: Page) -> dict[str, gr.components.Component]:
     return parts
 
 
+CACHE_SWEEP_S, CACHE_KEEP_S = 600, 3600
+
+
 def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
     """The gr.Blocks page for one loaded pipeline."""
     page = Page(pipe, model_name)
-    with gr.Blocks(title="PCDMs pose transfer", analytics_enabled=False) as blocks:
+    # Gradio's cache (uploads, served copies of results): files older than an hour go every ten minutes, all
+    # of it when the server stops
+    with gr.Blocks(title="PCDMs pose transfer", analytics_enabled=False,
+                   delete_cache=(CACHE_SWEEP_S, CACHE_KEEP_S)) as blocks:
         gr.Markdown(INTRO.format(model=html.escape(model_name), height=page.height, width=page.width))
         source_state, reset_state = gr.State(None), gr.State(None)
         with gr.Row():

@@ -8,7 +8,8 @@ from pcdms.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pcdms.app import DEMO_MODEL, MAX_UPLOAD
+    from pcdms.app import DEMO_MODEL, MAX_UPLOAD, QUEUE_SIZE
+    from pcdms.validation import int_in
 
     parser = subparsers.add_parser(
         "app", help="a web page: your photo, a target pose (gallery, photo or editor), the result",
@@ -24,12 +25,16 @@ Serve a page where anyone tries pose transfer (Gradio), on the shipped demo mode
   the predicted clean image, then the coarse and final images whole, sized to the window, and
   downloads: the image, the target pose (OpenPose JSON) and a settings file that
   `pcdms generate --settings FILE --source PHOTO --out DIR` replays.
-One job runs at a time; others wait in a queue and see their place. Binds to 127.0.0.1 (this machine
-only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network.""")
+One job runs at a time; others wait in a queue (--queue-size) and see their place. Binds to 127.0.0.1
+(this machine only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network. Requests from
+other sites (another page open in the browser) are refused; uploads and results are deleted after an hour
+and when the app stops.""")
     parser.add_argument("--model", default=str(DEMO_MODEL), help="a PCDMs model folder (default: the shipped demo model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--queue-size", type=int_in(1, 1000), default=QUEUE_SIZE, metavar="N",
+                        help=f"jobs that may wait at once; more are refused with a message (default {QUEUE_SIZE})")
     parser.set_defaults(func=run_app)
 
 
@@ -44,5 +49,5 @@ def run_app(args: argparse.Namespace) -> int:
         raise UserError(f"the app needs gradio (pip install 'gradio==6.31.0'): {err}") from None
     from pcdms.app import serve
 
-    serve(args.model, args.host, args.port, resolve_device(args.device), block=True)
+    serve(args.model, args.host, args.port, resolve_device(args.device), block=True, queue_size=args.queue_size)
     return 0
