@@ -105,6 +105,10 @@ def test_uploads_are_read_by_content_capped_and_downscaled_with_a_note(tmp_path)
     Image.new("1", (8000, 6000)).save(bomb)  # 48 MP, a few kB on disk
     with pytest.raises(poses.PhotoError, match="8000x6000"):
         poses.read_photo(bomb, "bomb.png")
+    giant = tmp_path / "giant.png"  # 30000x30000: PIL refuses to open it; it is too large, not "not an image"
+    Image.new("1", (30000, 30000)).save(giant)
+    with pytest.raises(poses.PhotoError, match=r"giant.png is too large \(over 178 MP\); photos up to 40 MP"):
+        poses.read_photo(giant, "giant.png")
 
 
 def test_overlay_draws_the_skeleton_over_the_photo():

@@ -44,6 +44,9 @@ def read_photo(path: str | Path, display_name: str, max_side: int = MAX_SIDE) ->
     try:
         with Image.open(path) as header:
             width, height = header.size
+    except Image.DecompressionBombError:  # PIL refuses to open it at all: far above the page's own cap
+        raise PhotoError(f"{display_name} is too large (over {2 * Image.MAX_IMAGE_PIXELS // 1_000_000} MP); photos "
+                         f"up to {MAX_UPLOAD_PIXELS // 1_000_000} MP are accepted") from None
     except Exception:  # noqa: BLE001 - PIL raises many types for non-images; all mean "not an image"
         raise PhotoError(f"{display_name} is not an image this page can read (PNG, JPEG, WebP, BMP, TIFF ...)") from None
     if width * height > MAX_UPLOAD_PIXELS:
