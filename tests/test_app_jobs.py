@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -163,3 +164,14 @@ def test_download_folders_are_removed_when_old_and_at_close(tmp_path):
     assert not first.exists() and second.is_dir()
     folders.close()
     assert not folders.root.exists()
+
+
+def test_a_job_passes_its_settings_with_its_call_and_leaves_the_shared_pipeline_alone(pipe, request_):
+    """Issue 28: a job set `pipe.sample` in its worker thread, so two jobs could run with each other's settings."""
+    before = pipe.sample
+    job = pipe.with_sample(refine_strength=0.5)
+    assert job.sample.refine_strength == 0.5 and job.config.sample.refine_strength == 0.5
+    assert job.inpaint is pipe.inpaint and job.encoders is pipe.encoders  # the networks are shared, not copied
+    updates = list(run_job(pipe, dataclasses.replace(request_, refine_strength=0.5, steps=2), model_name(DEMO_MODEL)))
+    assert updates[-1].images is not None
+    assert pipe.sample is before and pipe.config.sample is before

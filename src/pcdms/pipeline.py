@@ -13,6 +13,8 @@ they come out at the input's aspect ratio. `batch` runs several pairs through ea
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,15 @@ class PCDMsPipeline:
         self.height, self.width = height, width
         self.sample = sample or SampleConfig()
         self.config: RunConfig | None = None  # the run config, when loaded from folders
+
+    def with_sample(self, **changes: Any) -> PCDMsPipeline:
+        """This pipeline with other sampling settings (`SampleConfig` fields), for one call: a shallow copy
+        that shares the networks, so jobs running side by side never see each other's settings."""
+        other = copy.copy(self)
+        other.sample = dataclasses.replace(self.sample, **changes)
+        if self.config is not None:
+            other.config = dataclasses.replace(self.config, sample=other.sample)
+        return other
 
     # ------------------------------------------------------------ loading
     @classmethod

@@ -3,15 +3,14 @@
 Uses only the pipeline's public call (`pipe(..., callback=..., return_process=True)`). The callback sees
 every step of every stage (paper Sec. 3): it counts steps for the per-stage progress bars and, every few
 steps of stages 2 and 3, decodes the predicted clean image (x0) so the page shows the diffusion process
-while it happens. The page runs one job at a time (Gradio's queue, concurrency 1), which also keeps the
-pipeline's sampling settings, set per job here, from being shared between jobs. For that to hold when a job
-is given up (the page closed, the event cancelled: its generator is closed), closing it stops the worker at
-its next step and waits for it.
+while it happens. The page runs one job at a time (Gradio's queue, concurrency 1); a job's sampling settings
+go with its call (`PCDMsPipeline.with_sample`), never into the shared pipeline. A job given up (the page closed,
+the event cancelled: its generator is closed) stops its worker at the next step and waits for it, so it frees
+the pipeline for the next job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import tempfile
 import threading
@@ -92,8 +91,8 @@ def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str,
 
     def work() -> None:
         try:
-            pipe.sample = dataclasses.replace(pipe.sample, refine_strength=request.refine_strength)
-            result = pipe(request.source, request.target_pose, request.source_pose, stages=request.stages,
+            job = pipe.with_sample(refine_strength=request.refine_strength)  # never changes the shared pipeline
+            result = job(request.source, request.target_pose, request.source_pose, stages=request.stages,
                           num_inference_steps=request.steps, guidance_scale=request.guidance,
                           generator=torch.Generator().manual_seed(request.seed), num_samples=request.num_samples,
                           callback=callback, return_process=True)

@@ -106,8 +106,6 @@ The refiner needs each image's SOURCE photo (its DINOv2 tokens guide the texture
 
 def load_pipeline(args: argparse.Namespace, out: Path):
     """The model of --model on --device, its resolved config saved beside the outputs in `out`."""
-    import dataclasses
-
     import torch
 
     from pcdms.config import save_config
@@ -122,10 +120,8 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     if wrong:
         raise UserError(f"{wrong[0]}: only sampling settings (sample.<key>=<value>) can be changed here; the rest "
                         "of a model's config is fixed by its weights")
-    pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype, overrides=args.overrides)
-    if args.refine_strength is not None:
-        pipe.sample = dataclasses.replace(pipe.sample, refine_strength=args.refine_strength)
-        pipe.config = dataclasses.replace(pipe.config, sample=pipe.sample)
+    strength = [] if args.refine_strength is None else [f"sample.refine_strength={args.refine_strength}"]
+    pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype, overrides=[*args.overrides, *strength])
     save_config(pipe.config, out)
     return pipe
 
