@@ -10,7 +10,8 @@ Every stage writes `<run>/samples/step-<step>.png`:
 - inpaint: source | target pose | generated | ground truth, from the true target embedding;
 - refine: source | coarse input | refined | ground truth.
 The same few pairs every time (the first of the test split when there is one: held out), sampled with a
-fixed seed. The returned scalars go to TensorBoard.
+fixed seed through the pipeline's own stage samplers (`preview_pipeline`), so with the recipe, schedulers,
+guidance interval and refine settings `pcdms generate` uses. The returned scalars go to TensorBoard.
 """
 
 from __future__ import annotations
@@ -81,36 +82,62 @@ def nearest(queries: torch.Tensor, gallery: torch.Tensor, centre: torch.Tensor |
     return best.indices, best.values
 
 
+def preview_pipeline(stage: str, model: Any, encoders: Any, cfg: RunConfig) -> Any:
+    """The stage being trained behind a pipeline with the run's sampling settings, so a preview samples as
+    `pcdms generate` will (scheduler and spacing of the recipe, null handling, guidance interval, refine
+    strength and guidance rescale): one builder of a stage's sampler arguments, `PCDMsPipeline._run`."""
+    from pcdms.pipeline import PCDMsPipeline
+
+    stages = {"prior": None, "inpaint": None, "refine": None, stage: model}
+    return PCDMsPipeline(encoders, stages["inpaint"], stages["prior"], stages["refine"], cfg.data.height,
+                         cfg.data.width, cfg.sample)
+
+
+@torch.no_grad()
+def preview_samples(stage: str, model: Any, encoders: Any, batch: dict[str, Any], cfg: RunConfig,
+                    target_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """What the stage samples for the preview batch with seed 0: the target embedding (B, D) for the prior,
+    the canvas latents (B, C, h, 2w) for inpaint, the refined latents (B, C, h, w) for refine."""
+    pipe = preview_pipeline(stage, model, encoders, cfg)
+    generator = torch.Generator(device=model.device).manual_seed(0)
+
+    def noise(*shape: int) -> torch.Tensor:  # drawn first from the generator, as the models' own samplers do
+        from pcdms.diffusion import randn
+
+        return randn(shape, generator, model.device, model.dtype)
+
+    if stage == "prior":
+        source_embeds = encoders.clip(batch["source_image"].to(encoders.clip.device)).to(model.device)
+        return pipe.sample_prior(source_embeds, batch["source_keypoints"], batch["target_keypoints"],
+                                 noise(len(source_embeds), model.cfg.embed_dim), generator=generator)
+    if stage == "inpaint":
+        cond = model.encode_conditions(encoders, batch["source_image"], batch["source_pose_image"],
+                                       batch["target_pose_image"])
+        masked = cond["masked_latents"]
+        return pipe.sample_inpaint(masked, cond["pose_canvas"], cond["image_tokens"], target_embeds,
+                                   noise(*masked.shape), generator=generator)
+    cond = model.encode_conditions(encoders, batch["source_image"], batch["coarse_image"])
+    coarse = cond["coarse_latents"]
+    return pipe.sample_refine(coarse, cond["image_tokens"], noise(*coarse.shape), generator=generator)
+
+
 @torch.no_grad()
 def write_preview(stage: str, model: Any, encoders: Any, batch: dict[str, Any], cfg: RunConfig,
                   path: Path) -> dict[str, float]:
     """Sample the preview batch with `model`; write the grid to `path`; return scalars to log."""
-    generator = torch.Generator(device=model.device).manual_seed(0)
-    from pcdms.diffusion import make_scheduler
-
-    steps = cfg.sample.num_inference_steps
-    scheduler = make_scheduler(cfg.sample.scheduler, model.cfg.schedule,
-                               None if stage == "prior" else cfg.sample.latent_clip)
-    sampling = {"guidance_scale": getattr(cfg.sample, f"{stage}_guidance_scale"), "scheduler": scheduler,
-                "num_inference_steps": steps, "generator": generator}
-    if stage == "refine":
-        target_embeds = None  # stage 3 takes no global embedding (and trains without CLIP)
+    if stage == "refine" or not getattr(model, "uses_global_embeds", True):
+        target_embeds = None  # stage 3 takes no global embedding (and trains without CLIP); nor the simplified model
     else:
         target_embeds = encoders.clip(batch["target_image"].to(encoders.clip.device)).to(model.device)
     if stage == "prior":
-        return _prior_preview(model, encoders, batch, cfg, path, target_embeds, sampling)
+        return _prior_preview(model, encoders, batch, cfg, path, target_embeds)
+    sampled = preview_samples(stage, model, encoders, batch, cfg, target_embeds)
     if stage == "inpaint":
-        cond = model.encode_conditions(encoders, batch["source_image"], batch["source_pose_image"],
-                                       batch["target_pose_image"])
-        canvas = model.sample(cond["masked_latents"], cond["pose_canvas"], cond["image_tokens"], target_embeds,
-                              **sampling)
-        made = split_canvas(encoders.autoencoder.decode(canvas.to(encoders.autoencoder.device)))[1]
+        made = split_canvas(encoders.autoencoder.decode(sampled.to(encoders.autoencoder.device)))[1]
         second = to_pil(batch["target_pose_image"] * 2 - 1)
         labels = ["source", "target pose", "generated", "ground truth"]
     else:
-        cond = model.encode_conditions(encoders, batch["source_image"], batch["coarse_image"])
-        latents = model.sample(cond["coarse_latents"], cond["image_tokens"], **sampling)
-        made = encoders.autoencoder.decode(latents.to(encoders.autoencoder.device))
+        made = encoders.autoencoder.decode(sampled.to(encoders.autoencoder.device))
         second = to_pil(batch["coarse_image"])
         labels = ["source", "coarse", "refined", "ground truth"]
     columns = [to_pil(batch["source_image"]), second, to_pil(made), to_pil(batch["target_image"])]
@@ -120,11 +147,11 @@ def write_preview(stage: str, model: Any, encoders: Any, batch: dict[str, Any], 
 
 
 def _prior_preview(model: Any, encoders: Any, batch: dict[str, Any], cfg: RunConfig, path: Path,
-                   target_embeds: torch.Tensor, sampling: dict[str, Any]) -> dict[str, float]:
+                   target_embeds: torch.Tensor) -> dict[str, float]:
     from pcdms.data.dataset import load_person_image
 
     source_embeds = encoders.clip(batch["source_image"].to(encoders.clip.device))
-    sampled = model.sample(source_embeds, batch["source_keypoints"], batch["target_keypoints"], **sampling)
+    sampled = preview_samples("prior", model, encoders, batch, cfg)
     cosine = torch.nn.functional.cosine_similarity
     predicted = cosine(sampled.float(), target_embeds.float()).cpu()
     copied = cosine(source_embeds.float(), target_embeds.float()).cpu()  # "copy the source": a useful prior beats it
