@@ -47,8 +47,9 @@ Run the three PCDMs stages (prior -> inpaint -> refine) on your photo and a targ
 One pair:
   pcdms generate --source me.jpg --target-pose pose.json --out out/
       --target-pose: a gallery pose by NAME (`pcdms pose gallery` lists them, e.g.
-      front-arms-raised), OpenPose COCO-18 JSON (`pcdms pose extract` writes it) or another PHOTO,
-      whose pose is extracted; --source-pose likewise (default: extracted from --source).
+      front-arms-raised), OpenPose COCO-18 JSON (`pcdms pose extract` writes it), a skeleton
+      PICTURE (an OpenPose/ControlNet/DWPose render, read by its colours) or another PHOTO, whose
+      pose is extracted; --source-pose likewise (default: extracted from --source).
       Writes <name>.png (final), <name>_coarse.png (stage 2) and <name>_grid.png
       (source | target pose | coarse | final); --process adds <name>_process.png (paper Fig. 18-19).
 
@@ -69,7 +70,7 @@ Replay a result of `pcdms app` from its settings file:
     gen.add_argument("--source", help="the source photo (one-pair mode)")
     gen.add_argument("--target-pose", metavar="NAME_OR_FILE",
                      help="target pose: a gallery pose name (see `pcdms pose gallery`), COCO-18 OpenPose JSON, "
-                          "or a photo to take the pose from")
+                          "a skeleton picture (OpenPose/ControlNet/DWPose render) or a photo to take the pose from")
     gen.add_argument("--source-pose", metavar="NAME_OR_FILE",
                      help="source pose, given like --target-pose (default: extracted from --source with mediapipe)")
     gen.add_argument("--name", default=None, help="output name in one-pair mode (default: <source>_to_<pose>)")
@@ -150,11 +151,13 @@ def start(args: argparse.Namespace, out: Path):
 
 
 def load_pose(path: str, what: str):
-    """A pose by gallery name (`pcdms pose gallery`), from OpenPose JSON, or extracted from a photo."""
+    """A pose by gallery name (`pcdms pose gallery`), from OpenPose JSON, read from a skeleton picture (an
+    OpenPose/ControlNet/DWPose render, `pcdms.posepic`) or extracted from a photo (MediaPipe)."""
     from pcdms.gallery import resolve_pose_file
     from pcdms.imageio import load_image
     from pcdms.pipeline import extract_pose
     from pcdms.pose import read_openpose_json
+    from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
 
     file = resolve_pose_file(path, what)
     if file.suffix.lower() == ".json":
@@ -162,7 +165,10 @@ def load_pose(path: str, what: str):
         if pose is None:
             raise UserError(f"{what} '{path}' lists no person")
         return pose
-    return extract_pose(load_image(file), f"{what} '{path}'")
+    image = load_image(file)
+    if is_skeleton_picture(image):
+        return read_skeleton_picture(image, f"{what} '{path}'").pose
+    return extract_pose(image, f"{what} '{path}'")
 
 
 def run_generate(args: argparse.Namespace) -> int:

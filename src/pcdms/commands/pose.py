@@ -1,5 +1,5 @@
-"""`pcdms pose render`, `extract` and `gallery`: skeleton images from annotations; poses from photos; the
-shipped ready poses."""
+"""`pcdms pose render`, `extract`, `read` and `gallery`: skeleton images from annotations; poses from photos and
+from skeleton pictures; the shipped ready poses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pcdms.validation import at_least, float_in, prepare_output_dir
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pose",
-        help="render skeleton images from annotations, extract poses from photos, list the pose gallery",
+        help="render skeleton images from annotations, extract poses from photos, read skeleton pictures, list the pose gallery",
         description="Pose tools. Run `pcdms pose <subcommand> --help`.",
     )
     sub = parser.add_subparsers(dest="pose_command", metavar="<subcommand>")
@@ -65,6 +65,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
     extract.add_argument("--threshold", type=float_in(0, 1), default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
+
+    read = sub.add_parser(
+        "read",
+        help="read skeleton pictures (OpenPose/ControlNet/DWPose renders) back to COCO-18 JSON",
+        description=(
+            "Recover the 18 body keypoints drawn in skeleton pictures: OpenPose, ControlNet or DWPose renders "
+            "(the authors' demo pose images among them), any size, PNG or JPEG, with or without DWPose's hands "
+            "and face (those are ignored). Each joint is found by its OpenPose colour (a full-colour dot on the "
+            "dimmer limbs, black background). Writes DIR/<stem>.json per picture: OpenPose JSON "
+            "(people[0].pose_keypoints_2d = 18 x,y,confidence triples, plus canvas_height/canvas_width = the "
+            "picture's size), usable wherever a pose file is asked for. A joint not drawn (or off the picture) "
+            "is written missing. An image that is not a skeleton picture (a photo: use `pcdms pose extract`) or "
+            "holds no joint is reported with what it looked like; the others are still written. Exit status 1 "
+            "when any input failed. `pcdms generate --target-pose picture.png` reads a skeleton picture the "
+            "same way without this step."
+        ),
+    )
+    read.add_argument("images", nargs="+", metavar="IMAGES", help="skeleton pictures (png, jpg, ...)")
+    read.add_argument("--out", required=True, metavar="DIR", help="output folder for <stem>.json")
+    read.set_defaults(func=run_read)
 
     from pcdms.gallery import GALLERY_DIR
 
@@ -167,6 +187,30 @@ def run_extract(args: argparse.Namespace) -> int:
     for path in report.files:
         print(f"wrote {path}")
     return 1 if report.failed else 0
+
+
+def run_read(args: argparse.Namespace) -> int:
+    from pcdms.imageio import load_image
+    from pcdms.pose import NUM_JOINTS, write_openpose_json
+    from pcdms.posepic import read_skeleton_picture
+
+    out = prepare_output_dir(args.out)
+    failed, written = [], []
+    for name in args.images:
+        target = out / f"{Path(name).stem}.json"
+        try:
+            if target in written:
+                raise UserError(f"another input already wrote {target} (same file name stem)")
+            reading = read_skeleton_picture(load_image(name), name)
+        except UserError as err:
+            failed.append(name)
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        write_openpose_json(target, reading.pose)
+        written.append(target)
+        print(f"wrote {target} ({int(reading.pose.visible.sum())} of {NUM_JOINTS} joints)")
+    print(f"{len(written)} pose(s) written to {out}" + (f"; {len(failed)} failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def run_gallery(args: argparse.Namespace) -> int:
