@@ -95,7 +95,7 @@ def fake_coarse(root: str) -> str:
     import shutil
 
     from pcdms.data.formats import load_split
-    from pcdms.generate import output_stem
+    from pcdms.names import output_stem
 
     data = load_split(root, "train")
     coarse = Path(root) / "coarse"

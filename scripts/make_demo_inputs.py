@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from pcdms.data.formats import load_split
-from pcdms.generate import output_stem
+from pcdms.names import output_stem
 from pcdms.pose import Pose, write_openpose_json
 
 PAIRS = [

@@ -61,7 +61,7 @@ class World:
 
     def _pair_without_first_image(self) -> str:
         """The output name of a test pair that does not involve the first annotated image (changed above)."""
-        from pcdms.generate import output_stem
+        from pcdms.names import output_stem
 
         first = (self.data / "synth-annotation-test.csv").read_text().splitlines()[1].split(":")[0]
         pairs = [line.split(",") for line in (self.data / "synth-pairs-test.csv").read_text().splitlines()[1:]]

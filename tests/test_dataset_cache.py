@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, default_collate
 import pcdms.data.dataset as dataset_module
 from pcdms.data.dataset import PairDataset, image_to_tensor, load_person_image, pose_image_tensor
 from pcdms.data.formats import PairRecord, write_patn
-from pcdms.generate import output_stem
+from pcdms.names import output_stem
 from pcdms.imageio import load_image
 from pcdms.pose import Pose, flip_normalized
 

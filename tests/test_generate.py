@@ -14,7 +14,7 @@ from pcdms.config import load_config
 from pcdms.data.synth import generate as synth
 from pcdms.encoders import build_encoders
 from pcdms.errors import UserError
-from pcdms.generate import output_stem
+from pcdms.names import output_stem
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
 from pcdms.models.refine import RefineModel

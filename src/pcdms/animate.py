@@ -90,7 +90,7 @@ def animate(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     frame_generator(noise, seed, 0)  # validates `noise` before any work
     if source_pose is None:
-        from pcdms.pipeline import extract_pose
+        from pcdms.extract import extract_pose
 
         source_pose = extract_pose(source_image, "the source image")
     source_image = source_image.convert("RGB")

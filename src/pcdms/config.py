@@ -298,6 +298,10 @@ class SampleConfig:
     vae_fp32_decode: bool = True  # half-precision models keep the VAE in float32 (no fp16 overflow)
 
 
+#: The three stages in the order data flows through them (paper Sec. 3.2-3.4); their classes: `pcdms.models.STAGES`
+STAGE_NAMES = ("prior", "inpaint", "refine")
+
+
 @dataclass
 class RunConfig:
     """Everything one command needs; hand each part only to its own consumer."""

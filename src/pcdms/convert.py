@@ -36,12 +36,11 @@ from pcdms.checkpoints import Checkpoint, find_checkpoint_file, read_checkpoint 
 from pcdms.checkpoints import names as _names
 from pcdms.config import RunConfig, outside_folder_problem, pretrained_paths, save_config
 from pcdms.errors import ConfigError, UserError
-from pcdms.models import InpaintModel, PriorModel, RefineModel, StageModel
+from pcdms.models import STAGES, StageModel
 from pcdms.models.blocks import without_pretrained_paths
 from pcdms.models.io import CONFIG_NAME, WEIGHTS_NAME
 
 REPORT_NAME = "conversion.json"
-STAGE_CLASSES: dict[str, type[StageModel]] = {"prior": PriorModel, "inpaint": InpaintModel, "refine": RefineModel}
 STAGE_TITLES = {"prior": "stage-1 (prior)", "inpaint": "stage-2 (inpaint)", "refine": "stage-3 (refine)",
                 "simplified": "simplified stage-2-only model"}
 # Keys (ours and the authors') that only one stage's file can hold.
@@ -157,7 +156,7 @@ def stage_config(state: Mapping[str, torch.Tensor], stage: str, preset: Any) -> 
         node[leaf] = value
     kept = {f"{stage}.{key}": _dotted_get(raw, key) for key in FROM_PRESET[stage]}
     try:
-        cfg = configio.from_dict(STAGE_CLASSES[stage].config_class, raw, prefix=stage)
+        cfg = configio.from_dict(STAGES[stage].config_class, raw, prefix=stage)
         if stage != "prior":
             _check_heads(cfg.unet, stage)
     except ConfigError as err:
@@ -251,8 +250,8 @@ def convert_authors_checkpoint(
     read). Floating tensors are cast to `dtype` (float32 is exact for fp16 files). Writes atomically:
     `config.json`, `model.safetensors`, `conversion.json`.
     """
-    if stage is not None and stage not in STAGE_CLASSES:
-        raise UserError(f"--stage must be one of {', '.join(STAGE_CLASSES)}, got '{stage}'")
+    if stage is not None and stage not in STAGES:
+        raise UserError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
     out = Path(out)
     ckpt = source if isinstance(source, Checkpoint) else read_checkpoint(source)
     held, evidence = detect_stage(ckpt.state)
@@ -273,7 +272,7 @@ def convert_authors_checkpoint(
 
 def _write_stage(ckpt: Checkpoint, stage: str, preset: Any, out: Path, dtype: torch.dtype) -> ConversionReport:
     """Build the stage from the file's shapes, copy every tensor, write `out/` atomically."""
-    cls = STAGE_CLASSES[stage]
+    cls = STAGES[stage]
     state = cls.from_authors_names(ckpt.state)
     stage_cfg, inferred, kept = stage_config(state, stage, preset)
     with torch.device("meta"):  # no random init: every tensor comes from the file
@@ -336,7 +335,7 @@ def _sha256(path: Path) -> str:
 
 def _is_stage_folder(folder: Path) -> bool:
     try:
-        return json.loads((folder / CONFIG_NAME).read_text()).get("stage") in STAGE_CLASSES
+        return json.loads((folder / CONFIG_NAME).read_text()).get("stage") in STAGES
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -370,7 +369,7 @@ def read_stage_config(folder: str | Path, stage: str) -> Any:
         raise UserError(f"{path}: not valid JSON ({err})") from None
     if saved.get("stage") != stage:
         raise UserError(f"--{stage} '{folder}' holds a '{saved.get('stage')}' model, not a '{stage}' model")
-    return configio.from_dict(STAGE_CLASSES[stage].config_class, saved.get("config", {}), prefix=stage)
+    return configio.from_dict(STAGES[stage].config_class, saved.get("config", {}), prefix=stage)
 
 
 def check_self_contained(cfg: RunConfig) -> None:
@@ -390,7 +389,7 @@ def assemble_model(out: str | Path, cfg: RunConfig, stages: Mapping[str, str | P
     converted from the authors' files (`conversion.json`) make the model sample with their recipe."""
     out = Path(out)
     folders = {name: Path(stages[name]) if stages.get(name) else
-               (out / name if (out / name / CONFIG_NAME).is_file() else None) for name in STAGE_CLASSES}
+               (out / name if (out / name / CONFIG_NAME).is_file() else None) for name in STAGES}
     if folders["inpaint"] is None:
         raise UserError("--inpaint is required: a PCDMs model needs stage 2 (prior and refine are optional)")
     check_self_contained(cfg)

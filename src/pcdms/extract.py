@@ -83,6 +83,16 @@ class PoseExtractor:
         return (pose, confidence) if pose.visible.any() else None
 
 
+def extract_pose(image: Image.Image, what: str) -> Pose:
+    """The COCO-18 pose of the person in `image` (MediaPipe), or a UserError naming `what`."""
+    with PoseExtractor() as extractor:
+        found = extractor(image.convert("RGB"))
+    if found is None:
+        raise UserError(f"no person found in {what} to take a pose from: give the pose as COCO-18 JSON or as a "
+                        "skeleton picture (OpenPose/DWPose render) instead")
+    return found[0]
+
+
 def landmarks_to_coco18(
     marks: np.ndarray, height: int, width: int, visibility_threshold: float = DEFAULT_VISIBILITY
 ) -> tuple[Pose, np.ndarray]:

@@ -1,7 +1,7 @@
 """Batch generation over a dataset split, and the refiner over any method's images (paper Sec. 4.1-4.2, Fig. 9).
 
-Outputs are named `<from>_to_<to>.png` (`_sample<k>` before `.png` when several samples are drawn), the
-names `pcdms evaluate` matches to ground truth (`pcdms.metrics.pairing`). Jobs are resumable: a pair whose
+Outputs are named `<from>_to_<to>.png` (`_sample<k>` before `.png` when several samples are drawn; `pcdms.names`),
+the names `pcdms evaluate` matches to ground truth (`pcdms.metrics.pairing`). Jobs are resumable: a pair whose
 files all exist is skipped, every file is written to a temporary name and renamed, so an interrupted run
 never leaves a half-written image that a rerun would skip. Work is shared across processes (accelerate),
 each item's failure is reported by name and the job goes on, and the report lists every bad item.
@@ -19,22 +19,8 @@ import torch
 from PIL import Image
 
 from pcdms.errors import UserError
+from pcdms.names import output_paths, output_stem
 from pcdms.pose import Pose
-
-
-def output_stem(source: str, target: str) -> str:
-    """`<from>_to_<to>` from dataset image names: extensions dropped, folders flattened with '_'."""
-    def stem(name: str) -> str:
-        base, ext = os.path.splitext(name)
-        return (base if ext.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else name).replace("/", "_")
-
-    return f"{stem(source)}_to_{stem(target)}"
-
-
-def output_paths(out_dir: Path, stem: str, num_samples: int) -> list[Path]:
-    if num_samples == 1:
-        return [out_dir / f"{stem}.png"]
-    return [out_dir / f"{stem}_sample{k}.png" for k in range(num_samples)]
 
 
 def save_atomic(image: Image.Image, path: Path) -> None:

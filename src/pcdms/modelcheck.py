@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from pcdms import configio
-from pcdms.config import MODEL_DIR_ENV, RunConfig, expand_path, load_config
+from pcdms.config import MODEL_DIR_ENV, STAGE_NAMES, RunConfig, expand_path, load_config
 from pcdms.errors import ConfigError
 
 WEIGHT_FILES = {
@@ -37,7 +37,6 @@ WEIGHT_FILES = {
     "transformers": ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
                      "pytorch_model.bin"),
 }
-STAGES = ("prior", "inpaint", "refine")
 
 
 @dataclass(frozen=True)
@@ -334,7 +333,7 @@ def _saved_stage(folder: Path) -> dict[str, Any] | None:
         saved = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    return saved if isinstance(saved, dict) and saved.get("stage") in STAGES else None
+    return saved if isinstance(saved, dict) and saved.get("stage") in STAGE_NAMES else None
 
 
 def find_stage_folders(model_dir: Path) -> list[Path]:
@@ -360,7 +359,7 @@ def _owner_config(folder: Path, cfg: RunConfig, notes: list[str]) -> RunConfig:
 
 def check_stage_folder(folder: Path, cfg: RunConfig) -> Status:
     """A converted (or trained) stage folder: whole, builds, every tensor there, widths fit the encoders."""
-    from pcdms.convert import STAGE_CLASSES
+    from pcdms.models import STAGES
 
     saved = _saved_stage(folder) or {}
     stage = saved.get("stage", "?")
@@ -372,7 +371,7 @@ def check_stage_folder(folder: Path, cfg: RunConfig) -> Status:
         status.notes.append(f"model.safetensors: {err}")
         return status
     status.complete = True
-    cls = STAGE_CLASSES[stage]
+    cls = STAGES[stage]
     try:
         stage_cfg = configio.from_dict(cls.config_class, saved.get("config", {}), prefix=stage)
         with torch.device("meta"):

@@ -24,16 +24,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pcdms.config import RunConfig, SampleConfig, config_to_yaml, load_model_folder_config
+from pcdms.config import STAGE_NAMES, RunConfig, SampleConfig, config_to_yaml, load_model_folder_config
 from pcdms.data.canvas import make_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import ROLES, Encoders, build_encoders
 from pcdms.errors import UserError
+from pcdms.extract import extract_pose
 from pcdms.fastpaths import apply_fast_paths
 from pcdms.framing import Fit, pose_tensor, to_pil, to_tensor
 from pcdms.pose import Pose
 
-STAGE_NAMES = ("prior", "inpaint", "refine")
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "B1": ("inpaint",),
     "B2": ("prior", "inpaint"),
@@ -68,17 +68,6 @@ def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders 
         for name in random:
             getattr(encoders, name).model.save_pretrained(Path(folder) / "encoders" / name)
     return random
-
-
-def extract_pose(image: Image.Image, what: str) -> Pose:
-    """The COCO-18 pose of the person in `image` (mediapipe, `pcdms.extract`), or a clear error."""
-    from pcdms.extract import PoseExtractor
-
-    with PoseExtractor() as extractor:
-        found = extractor(image.convert("RGB"))
-    if found is None:
-        raise UserError(f"no person found in {what} to take a pose from: give the pose as COCO-18 JSON instead")
-    return found[0]
 
 
 class PCDMsPipeline:
@@ -117,7 +106,7 @@ class PCDMsPipeline:
                     dtype: torch.dtype | None = None) -> PCDMsPipeline:
         """Encoders from `cfg.encoders` and each stage from its `save_pretrained` folder (a training run's
         `model/`); image size and sampling settings from `cfg`."""
-        from pcdms.training import stage_class
+        from pcdms.models import stage_class
 
         folders = {"prior": prior, "inpaint": inpaint, "refine": refine}
         stages = {}

@@ -31,7 +31,6 @@ from torch import nn
 from pcdms.config import RunConfig, save_config
 from pcdms.errors import UserError
 
-STAGES = ("prior", "inpaint", "refine")
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
@@ -40,19 +39,10 @@ class NonFiniteLossError(UserError):
 
 
 def stage_class(stage: str) -> type:
-    if stage == "prior":
-        from pcdms.models.prior import PriorModel
+    """The class of a stage (`pcdms.models.STAGES`), imported only when a run starts."""
+    from pcdms.models import stage_class as from_models
 
-        return PriorModel
-    if stage == "inpaint":
-        from pcdms.models.inpaint import InpaintModel
-
-        return InpaintModel
-    if stage == "refine":
-        from pcdms.models.refine import RefineModel
-
-        return RefineModel
-    raise UserError(f"--stage must be one of {', '.join(STAGES)}, got '{stage}'")
+    return from_models(stage)
 
 
 class _LossStep(nn.Module):

@@ -111,7 +111,7 @@ def run_animate(args: argparse.Namespace) -> int:
     from pcdms.animate import side_by_side
     from pcdms.commands.generate import load_pipeline, load_pose
     from pcdms.imageio import load_image
-    from pcdms.pipeline import extract_pose
+    from pcdms.extract import extract_pose
     from pcdms.progress import choose_mode
     from pcdms.sequences import pose_fingerprint
     from pcdms.validation import prepare_output_dir

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.config import STAGE_NAMES
 
-STAGES = ("prior", "inpaint", "refine")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ stage-1 weights). Converted models sample with the authors' own loops (sample.re
     )
     parser.add_argument("--from-authors", metavar="FILE", required=True,
                         help="the authors' checkpoint file (or its folder), or any .pt/.safetensors in their key layout")
-    parser.add_argument("--stage", choices=STAGES, default=None,
+    parser.add_argument("--stage", choices=STAGE_NAMES, default=None,
                         help="the stage the file must hold (default: whatever it holds, detected from its keys)")
     parser.add_argument("--out", required=True, help="the stage folder to write (a model folder for the simplified model)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.config import STAGE_NAMES
 from pcdms.validation import prepare_output_dir
 
-STAGES = ("prior", "inpaint", "refine")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ Examples:
   accelerate launch --num_processes 8 -m pcdms.cli train --stage inpaint --config deepfashion-256 data.root=...
 """,
     )
-    parser.add_argument("--stage", required=True, choices=STAGES, help="which stage to train")
+    parser.add_argument("--stage", required=True, choices=STAGE_NAMES, help="which stage to train")
     add_config_args(parser)
     parser.add_argument("--out", default=None, help="run folder (default: train.output_dir/<name>-<stage>)")
     parser.add_argument(

@@ -105,7 +105,7 @@ class PairDataset(Dataset):
         self._cached_bytes = 0
         self.coarse_dir = None if coarse_dir is None else Path(coarse_dir)
         if self.coarse_dir is not None:
-            from pcdms.generate import output_stem
+            from pcdms.names import output_stem
 
             self.coarse_paths = [self.coarse_dir / f"{output_stem(p.source, p.target)}.png" for p in self.pairs]
             missing = [p.name for p in self.coarse_paths if not p.is_file()]
