@@ -155,7 +155,7 @@ def load_pose(path: str, what: str):
     OpenPose/ControlNet/DWPose render, `pcdms.posepic`) or extracted from a photo (MediaPipe)."""
     from pcdms.gallery import resolve_pose_file
     from pcdms.imageio import load_image
-    from pcdms.pipeline import extract_pose
+    from pcdms.extract import extract_pose
     from pcdms.pose import read_openpose_json
     from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
 
@@ -245,7 +245,10 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
     labels = process_steps(steps, args.steps or pipe.sample.num_inference_steps)
     from PIL import Image
 
-    pose_render = Image.fromarray(target_pose.render())
+    # drawn no larger than the source photo (read at <= 2048 px): a pose file's canvas may be far larger
+    scale = min(1.0, max(source.size) / max(target_pose.height, target_pose.width))
+    shown = target_pose.resized(max(1, round(target_pose.height * scale)), max(1, round(target_pose.width * scale)))
+    pose_render = Image.fromarray(shown.render())
     rows = [[source, pose_render, coarse, final] for coarse, final in zip(result.coarse_images, result.images)]
     for k, (coarse, final) in enumerate(zip(result.coarse_images, result.images)):
         suffix = f"_sample{k}" if args.num_samples > 1 else ""
@@ -290,7 +293,7 @@ def run_refine(args: argparse.Namespace) -> int:
     else:
         from pcdms.data.dataset import load_person_image
         from pcdms.data.formats import load_split
-        from pcdms.generate import output_stem
+        from pcdms.names import output_stem
 
         data = load_split(args.dataset, args.split)
         by_stem = {output_stem(name, "x").rsplit("_to_", 1)[0]: entry for name, entry in data.images.items()}
