@@ -77,6 +77,27 @@ def test_json_folder_with_a_broken_file_reports_it_and_writes_the_rest(tmp_path,
     assert np.abs(video[2].astype(float) - video[1]).mean() < 1.0
 
 
+def test_folder_of_skeleton_pictures_animates_and_names_a_photo_among_them(tmp_path, capsys):
+    # a ControlNet-style pose sequence: renders of gallery poses at 512x352, plus a photo that slipped in
+    import shutil
+
+    from pcdms.gallery import gallery
+
+    poses = tmp_path / "renders"
+    poses.mkdir()
+    shown = gallery()
+    for i, name in enumerate(("front-standing", "front-waving", "front-arms-raised")):
+        Image.fromarray(shown[name].resized(512, 352).render()).save(poses / f"pose_{i}.png")
+    shutil.copy(SOURCE, poses / "pose_1b.png")
+    out = tmp_path / "out"
+    assert main(animate_args(out, poses, "--steps", "1")) == 0
+    printed = capsys.readouterr().out
+    assert "pose_1b.png is not a skeleton picture: it looks like a photo" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["generated"] == [0, 1, 3] and list(report["no_pose"]) == ["2"]
+    assert len(list(read_frames(out / "animation.mp4"))) == 4
+
+
 def test_rerun_after_a_kill_skips_finished_frames(tmp_path, monkeypatch):
     out = tmp_path / "out"
     args = animate_args(out, "wave", "--frames", "4", "--batch-size", "1")

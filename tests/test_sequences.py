@@ -130,3 +130,62 @@ def test_off_canvas_names_frames_and_joints():
     assert describe_off_canvas(outside).startswith("1, 3, 5 (nose")
     assert describe_off_canvas({2: ["r_wrist"], 3: ["l_wrist", "r_wrist"], 4: ["r_wrist"], 9: ["nose"]}) == \
         "2-4, 9 (nose, r_wrist, l_wrist)"
+
+
+# ---------------------------------------------------------------------- a folder of skeleton pictures
+SHOWN = ("front-waving", "side-walking", "three-quarter")
+
+
+def _render_folder(folder, names=SHOWN):
+    """The gallery poses `names` drawn by the project's renderer at 512x352 (a ControlNet size) into `folder`,
+    named so that name order is not the order they were written in: c.png, a.png, b.jpg (a JPEG too)."""
+    from PIL import Image
+
+    from pcdms.gallery import gallery
+
+    folder.mkdir()
+    poses = {name: pose.resized(512, 352) for name, pose in gallery().items()}
+    files = ["c.png", "a.png", "b.jpg"]
+    for name, file in zip(names, files):
+        Image.fromarray(poses[name].render()).save(folder / file, quality=95)
+    return {file: poses[name] for name, file in zip(names, files)}
+
+
+def test_a_folder_of_skeleton_pictures_reads_back_to_their_poses_in_name_order(tmp_path):
+    from pcdms.sequences import from_folder
+
+    drawn = _render_folder(tmp_path / "renders")
+    sequence = from_folder(tmp_path / "renders")
+    assert sequence.names == ["a.png", "b.jpg", "c.png"] and sequence.problems == {}
+    for name, pose in zip(sequence.names, sequence.poses):
+        want = drawn[name]
+        assert (pose.height, pose.width) == (want.height, want.width)
+        assert np.array_equal(pose.visible, want.visible), name
+        assert np.abs(pose.xy - want.xy)[want.visible].max() < 1.5, name
+    assert len(from_folder(tmp_path / "renders", limit=2)) == 2
+
+
+def test_a_photo_in_a_folder_of_pictures_is_its_frames_problem_saying_what_it_looked_like(tmp_path):
+    import shutil
+
+    from pcdms.sequences import from_folder
+
+    _render_folder(tmp_path / "renders")
+    shutil.copy(ASSETS / "inputs" / "id00161_00_front-full.png", tmp_path / "renders" / "b2.png")
+    (tmp_path / "renders" / "notes.txt").write_text("not a pose")  # neither a pose file nor a picture: not a frame
+    sequence = from_folder(tmp_path / "renders")
+    assert sequence.names == ["a.png", "b.jpg", "b2.png", "c.png"]
+    assert sequence.poses[2] is None and list(sequence.problems) == [2]
+    assert "b2.png is not a skeleton picture: it looks like a photo" in sequence.problems[2]
+
+
+def test_a_folder_where_no_file_gives_a_pose_is_an_error_naming_the_files(tmp_path):
+    import shutil
+
+    from pcdms.sequences import from_folder
+
+    (tmp_path / "photos").mkdir()
+    for name in ("1.png", "2.png"):
+        shutil.copy(ASSETS / "inputs" / "id00161_00_front-full.png", tmp_path / "photos" / name)
+    with pytest.raises(UserError, match=r"no file in the folder gives a pose \(1.png is not a skeleton picture"):
+        from_folder(tmp_path / "photos")

@@ -1,5 +1,6 @@
-"""Pose sequences that drive `pcdms animate`: read from a folder of OpenPose JSON files, extracted from a video,
-or made by a built-in motion (`pcdms.motions`); then steadied over time and fitted to the source's framing.
+"""Pose sequences that drive `pcdms animate`: read from a folder of OpenPose JSON files or skeleton pictures
+(ControlNet pose renders), extracted from a video, or made by a built-in motion (`pcdms.motions`); then steadied
+over time and fitted to the source's framing.
 
 A sequence has one entry per frame: a `Pose`, or None where the frame has none, with the reason kept by frame
 index (a file that cannot be read, a video frame with no person), so nothing is silently dropped.
@@ -28,6 +29,8 @@ from pcdms.errors import UserError, warn
 from pcdms.pose import JOINT, JOINTS, NUM_JOINTS, Pose, read_openpose_json, write_openpose_json
 
 NECK, HIPS = JOINT["neck"], (JOINT["r_hip"], JOINT["l_hip"])
+#: file endings read as skeleton pictures in a --poses folder
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass
@@ -47,23 +50,40 @@ class PoseSequence:
 
 # ---------------------------------------------------------------------- sources
 def from_folder(folder: str | Path, limit: int | None = None) -> PoseSequence:
-    """Every `*.json` in `folder`, in name order; a file that cannot be read is a problem of its frame."""
+    """Every pose file in `folder` in name order: OpenPose `*.json`, or a skeleton picture (an OpenPose/ControlNet/
+    DWPose render, read by `pcdms.posepic`) in any of `PICTURE_SUFFIXES`. A file that cannot be read, or a picture
+    that is not a skeleton picture (a photo: its description says what it looked like), is a problem of its frame;
+    a folder where no file gives a pose is an error naming the first ones."""
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".json" and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".json", *PICTURE_SUFFIXES)
+                   and not p.name.startswith(".") and p.is_file())
     if not files:
-        raise UserError(f"--poses {folder}: no .json pose files in the folder")
+        raise UserError(f"--poses {folder}: no .json pose files or skeleton pictures "
+                        f"({', '.join(PICTURE_SUFFIXES)}) in the folder")
     files = files[:limit] if limit is not None else files
     sequence = PoseSequence([], [p.name for p in files])
     for index, path in enumerate(files):
         try:
-            pose = read_openpose_json(path)
+            pose = read_openpose_json(path) if path.suffix.lower() == ".json" else _read_picture(path)
         except UserError as err:
             pose, sequence.problems[index] = None, str(err)
         else:
             if pose is None:
                 sequence.problems[index] = f"{path.name}: lists no person"
         sequence.poses.append(pose)
+    if all(pose is None for pose in sequence.poses):
+        first = "; ".join(sequence.problems[i] for i in sorted(sequence.problems)[:2])
+        raise UserError(f"--poses {folder}: no file in the folder gives a pose ({first})")
     return sequence
+
+
+def _read_picture(path: Path) -> Pose:
+    """The pose drawn in skeleton picture `path`; a UserError naming the file says what it looked like if it
+    is not one. A photo is not sent to MediaPipe: a folder of frames is a video's job (`from_video`)."""
+    from pcdms.imageio import load_image
+    from pcdms.posepic import read_skeleton_picture
+
+    return read_skeleton_picture(load_image(path), path.name).pose
 
 
 def from_video(path: str | Path, cache: str | Path, limit: int | None = None,
