@@ -70,6 +70,61 @@ def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders 
     return random
 
 
+@dataclass
+class _Call:
+    """One `PCDMsPipeline.batch` call as its stages see it: B pairs (`count`) x `n` samples each."""
+
+    count: int
+    n: int
+    steps: int
+    guidance_scale: float | None
+    device: torch.device
+    images: list[Image.Image]  # the sources, RGB
+    fits: list[Fit]  # each source's fit to the model frame
+    unique: list[int]  # each distinct source's first pair
+    index: torch.Tensor  # (B,): pair i's row of `source_once`
+    source_once: torch.Tensor  # (S, 3, H, W): each distinct source, fitted
+    generators: list[torch.Generator | None]
+    callback: PipelineCallback | None
+    return_process: bool
+    process_frames: int
+    strips: list[list[torch.Tensor]]  # per sample: the decoded x0 frames of the process picture
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, ...) per pair -> (B * n, ...) per sample."""
+        return x.repeat_interleave(self.n, dim=0)
+
+    def noise(self, *shape: int, dtype: torch.dtype) -> torch.Tensor:
+        """Standard normal (B * n, *shape): each pair's n rows from its own generator, in the order a single
+        call draws them."""
+        return torch.cat([diffusion_randn((self.n, *shape), g, self.device, dtype) for g in self.generators])
+
+    def run(self, stage: str, decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
+        """A stage's per-call sampler arguments: steps, guidance, the step generator(s) and the step callback,
+        which also keeps `process_frames` decoded frames per sample when `decode` is given."""
+        if self.count == 1:
+            generator = self.generators[0]
+        else:
+            generator = None if any(g is None for g in self.generators) else [g for g in self.generators
+                                                                               for _ in range(self.n)]
+        return {"num_inference_steps": self.steps, "guidance_scale": self.guidance_scale, "generator": generator,
+                "callback": self._observer(stage, decode)}
+
+    def _observer(self, stage: str, decode: Callable[[torch.Tensor], torch.Tensor] | None) -> Any:
+        callback, keep_frames = self.callback, self.return_process and decode is not None
+        if callback is None and not keep_frames:
+            return None
+        keep = set(np.linspace(0, self.steps - 1, self.process_frames).round().astype(int).tolist())
+
+        def on_step(i: int, t: torch.Tensor, latents: torch.Tensor, x0: torch.Tensor) -> None:
+            if callback is not None:
+                callback(stage, i, t, latents, x0)
+            if keep_frames and i in keep:
+                for k, image in enumerate(decode(x0)):
+                    self.strips[k].append(image.cpu())
+        return on_step
+
+
 class PCDMsPipeline:
     """The three stages and their encoders. `prior` and `refine` may be None (ablations B1/B3, B1/B2)."""
 
@@ -232,89 +287,90 @@ class PCDMsPipeline:
             raise UserError("a target pose is needed to run stage 2")
         if num_inference_steps is not None and num_inference_steps < 1:
             raise UserError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-        steps = num_inference_steps if num_inference_steps is not None else self.sample.num_inference_steps
-        h, w, n = self.height, self.width, num_samples
-        images = [image.convert("RGB") for image in source_images]
+        call = self._call(source_images, generators, num_samples, num_inference_steps, guidance_scale, callback,
+                          return_process, process_frames)
+        tokens = None
         if "inpaint" in run:
             source_poses = [pose if pose is not None else extract_pose(image, "the source image")
-                            for image, pose in zip(images, source_poses)]
+                            for image, pose in zip(call.images, source_poses)]
+            poses = self._pose_inputs(call.fits, source_poses, target_poses)
+            if "prior" in run:
+                target_embeds = self._prior_rows(call, poses)
+            elif target_embeds is not None:
+                target_embeds = call.rows(target_embeds.reshape(count, -1).to(call.device))
+            coarse, tokens = self._inpaint_rows(call, poses, target_embeds)
+        else:  # one given coarse image per pair, encoded once and shared by its samples
+            coarse = torch.cat([to_tensor(Fit.of(*image.size, self.height, self.width, self.stretch).image_in(
+                image.convert("RGB"), self.height, self.width)) for image in coarse_images]).to(call.device)
+        final = self._refine_rows(call, coarse, tokens, coarse_images is not None) if "refine" in run else coarse
+        return self._outputs(call, run, final, coarse if coarse_images is None else call.rows(coarse), target_embeds)
+
+    # ------------------------------------------------------------ the steps of `batch`
+    def _call(self, source_images: Sequence[Image.Image], generators: list, num_samples: int, steps: int | None,
+              guidance_scale: float | None, callback: PipelineCallback | None, return_process: bool,
+              process_frames: int) -> _Call:
+        """The pairs fitted to the model frame; a source given several times (the frames of an animation) is
+        fitted and encoded once: row k of `source_once` is the k-th distinct source, `index[i]` pair i's row."""
+        h, w = self.height, self.width
+        images = [image.convert("RGB") for image in source_images]
         fits = [Fit.of(*image.size, h, w, self.stretch) for image in images]
         device = self.inpaint.device if self.inpaint is not None else self.refine.device
-        # a source given several times (the frames of an animation) is fitted and encoded once: row k of
-        # `source_once` is the k-th distinct source, `index[i]` the row of pair i
         slots: dict[int, int] = {}
         slot_of = [slots.setdefault(id(image), len(slots)) for image in source_images]
         unique = [slot_of.index(k) for k in range(len(slots))]  # each distinct source's first pair
-        index = torch.tensor(slot_of, device=device)
         source_once = torch.cat([to_tensor(fits[i].image_in(images[i], h, w)) for i in unique]).to(device)
+        return _Call(len(images), num_samples, steps if steps is not None else self.sample.num_inference_steps,
+                     guidance_scale, device, images, fits, unique, torch.tensor(slot_of, device=device), source_once,
+                     generators, callback, return_process, process_frames,
+                     [[] for _ in range(len(images) * num_samples)])
 
-        def rows(x: torch.Tensor) -> torch.Tensor:  # (B, ...) per pair -> (B * n, ...) per sample
-            return x.repeat_interleave(n, dim=0)
+    def _prior_rows(self, call: _Call, poses: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Stage 1 for every sample: the target embeddings (B * n, D)."""
+        source_kp, _, target_kp, _ = poses
+        source_embeds = self.encoders.clip(call.source_once.to(self.encoders.clip.device)).to(call.device)[call.index]
+        return self.sample_prior(call.rows(source_embeds), call.rows(source_kp), call.rows(target_kp),
+                                 call.noise(self.prior.cfg.embed_dim, dtype=self.prior.dtype), **call.run("prior"))
 
-        def noise(*shape: int, dtype: torch.dtype) -> torch.Tensor:  # each pair's n rows from its generator
-            return torch.cat([diffusion_randn((n, *shape), g, device, dtype) for g in generators])
+    def _inpaint_rows(self, call: _Call, poses: tuple[torch.Tensor, ...],
+                      target_embeds: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2 for every sample: the coarse images (B * n, 3, H, W) and each distinct source's DINOv2
+        tokens, which stage 3 reuses."""
+        _, source_render, _, target_render = poses
+        device = call.device
+        once = self.inpaint.encode_conditions(self.encoders, call.source_once, source_render[call.unique].to(device),
+                                              target_render[call.unique].to(device))
+        global_embeds = (None if not self.inpaint.uses_global_embeds else target_embeds if target_embeds is not None
+                         else torch.zeros(call.count * call.n, self.inpaint.cfg.global_embed_dim, device=device))
+        masked = call.rows(once["masked_latents"][call.index])
+        canvas = self.sample_inpaint(
+            masked, call.rows(make_canvas(source_render, target_render).to(device)),
+            call.rows(once["image_tokens"][call.index]), global_embeds,
+            call.noise(*masked.shape[1:], dtype=self.inpaint.dtype),
+            **call.run("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1]))
+        return split_canvas(self.encoders.autoencoder.decode(canvas))[1], once["image_tokens"]
 
-        step_generator = (generators[0] if count == 1 else
-                          None if any(g is None for g in generators) else [g for g in generators for _ in range(n)])
-        strips: list[list[torch.Tensor]] = [[] for _ in range(count * n)]
+    def _refine_rows(self, call: _Call, coarse: torch.Tensor, tokens: torch.Tensor | None,
+                     one_per_pair: bool) -> torch.Tensor:
+        """Stage 3 for every sample: the final images (B * n, 3, H, W). `coarse` has a row per sample, or one
+        per pair (given coarse images, shared by the pair's samples); `tokens`: stage 2's, not recomputed."""
+        conditions = self.refine.encode_conditions(self.encoders, call.source_once, coarse, image_tokens=tokens)
+        coarse_latents = call.rows(conditions["coarse_latents"]) if one_per_pair else conditions["coarse_latents"]
+        refined = self.sample_refine(
+            coarse_latents, call.rows(conditions["image_tokens"][call.index]),
+            call.noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
+            **call.run("refine", self.encoders.autoencoder.decode))
+        return self.encoders.autoencoder.decode(refined)
 
-        def observer(stage: str, decode: Callable[[torch.Tensor], torch.Tensor], total: int):
-            keep = set(np.linspace(0, total - 1, process_frames).round().astype(int).tolist())
-
-            def on_step(i: int, t: torch.Tensor, latents: torch.Tensor, x0: torch.Tensor) -> None:
-                if callback is not None:
-                    callback(stage, i, t, latents, x0)
-                if return_process and i in keep:
-                    for k, image in enumerate(decode(x0)):
-                        strips[k].append(image.cpu())
-            return on_step if (callback is not None or return_process) else None
-
-        if "inpaint" in run:
-            src_kp, src_render, tgt_kp, tgt_render = self._pose_inputs(fits, source_poses, target_poses)
-            if "prior" in run:
-                source_embeds = self.encoders.clip(source_once.to(self.encoders.clip.device)).to(device)[index]
-                target_embeds = self.sample_prior(
-                    rows(source_embeds), rows(src_kp), rows(tgt_kp), noise(self.prior.cfg.embed_dim, dtype=self.prior.dtype),
-                    num_inference_steps=steps, guidance_scale=guidance_scale, generator=step_generator,
-                    callback=None if callback is None else (lambda i, t, x, x0: callback("prior", i, t, x, x0)))
-            elif target_embeds is not None:
-                target_embeds = rows(target_embeds.reshape(count, -1).to(device))
-            once = self.inpaint.encode_conditions(self.encoders, source_once, src_render[unique].to(device),
-                                                  tgt_render[unique].to(device))
-            conditions = {"masked_latents": once["masked_latents"][index], "image_tokens": once["image_tokens"][index],
-                          "pose_canvas": make_canvas(src_render, tgt_render).to(device)}
-            global_embeds = (None if not self.inpaint.uses_global_embeds else target_embeds
-                             if target_embeds is not None
-                             else torch.zeros(count * n, self.inpaint.cfg.global_embed_dim, device=device))
-            masked = rows(conditions["masked_latents"])
-            canvas = self.sample_inpaint(
-                masked, rows(conditions["pose_canvas"]), rows(conditions["image_tokens"]), global_embeds,
-                noise(*masked.shape[1:], dtype=self.inpaint.dtype), num_inference_steps=steps,
-                guidance_scale=guidance_scale, generator=step_generator,
-                callback=observer("inpaint", lambda x: split_canvas(self.encoders.autoencoder.decode(x))[1], steps))
-            coarse = split_canvas(self.encoders.autoencoder.decode(canvas))[1]  # (B * n, 3, H, W)
-        else:  # one given coarse image per pair, encoded once and shared by its samples
-            coarse = torch.cat([to_tensor(Fit.of(*image.size, h, w, self.stretch).image_in(image.convert("RGB"), h, w))
-                                for image in coarse_images]).to(device)
-        final = coarse
-        if "refine" in run:
-            tokens = once["image_tokens"] if "inpaint" in run else None  # stage 2's DINOv2 tokens: not recomputed
-            conditions = self.refine.encode_conditions(self.encoders, source_once, coarse, image_tokens=tokens)
-            coarse_latents = conditions["coarse_latents"]
-            if coarse_images is not None:  # one per pair: shared by the pair's samples
-                coarse_latents = rows(coarse_latents)
-            refined = self.sample_refine(
-                coarse_latents, rows(conditions["image_tokens"][index]), noise(*coarse_latents.shape[1:], dtype=self.refine.dtype),
-                num_inference_steps=steps, guidance_scale=guidance_scale, generator=step_generator,
-                callback=observer("refine", self.encoders.autoencoder.decode, steps))
-            final = self.encoders.autoencoder.decode(refined)
-        finals, coarses = to_pil(final), to_pil(coarse if coarse_images is None else rows(coarse))
+    def _outputs(self, call: _Call, run: tuple[str, ...], final: torch.Tensor, coarse: torch.Tensor,
+                 target_embeds: torch.Tensor | None) -> list[PCDMsOutput]:
+        """One output per pair, its images mapped back to the source photo's size."""
+        finals, coarses = to_pil(final), to_pil(coarse)
         outputs = []
-        for i, fit in enumerate(fits):
-            mine = slice(i * n, (i + 1) * n)
+        for i, fit in enumerate(call.fits):
+            mine = slice(i * call.n, (i + 1) * call.n)
             process = None
-            if return_process:
-                process = [to_pil(torch.cat(frames, dim=-1)[None])[0] for frames in strips[mine]]
+            if call.return_process:
+                process = [to_pil(torch.cat(frames, dim=-1)[None])[0] for frames in call.strips[mine]]
             outputs.append(PCDMsOutput(
                 images=[fit.image_out(im) for im in finals[mine]],
                 coarse_images=[fit.image_out(im) for im in coarses[mine]],
