@@ -64,6 +64,20 @@ def test_a_name_holding_to_twice_uses_the_split_whose_target_exists(tmp_path):
     assert (prediction.source, prediction.target, prediction.gt_path.name) == ("a", "go_to_b", "go_to_b.png")
 
 
+def test_a_pairs_file_settles_a_name_both_of_whose_targets_exist(tmp_path):
+    gt = _files(tmp_path / "gt", ["go_to_b.png", "b.png"])
+    pred = _files(tmp_path / "pred", ["a_to_go_to_b.png"])
+    # both readings find a ground truth: the last `_to_` splits, as refine and the dataset read it (pcdms.names)
+    assert list(match_predictions(pred, gt).pairs) == ["a_to_go_to_b"]
+    assert [p.target for p in match_predictions(pred, gt).predictions()] == ["b"]
+    pairs_csv = tmp_path / "pairs.csv"
+    pairs_csv.write_text("from,to\na.jpg,go_to_b.jpg\n")
+    matching = match_predictions(pred, gt, read_pairs_csv(pairs_csv))  # the listed source decides
+    assert matching.problems() == {}
+    [prediction] = matching.predictions()
+    assert (prediction.source, prediction.target, prediction.gt_path.name) == ("a", "go_to_b", "go_to_b.png")
+
+
 def test_single_sample_is_the_first_draw_and_best_of_keeps_n(tmp_path):
     gt = _files(tmp_path / "gt", ["b.png", "c.png"])
     pred = _files(tmp_path / "pred", ["a_to_b_sample1.png", "a_to_b.png", "a_to_b_sample2.png", "a_to_c_sample0.png"])

@@ -1,6 +1,6 @@
 """Which prediction is scored against which ground-truth image (REFERENCE.md Sec. 4-5).
 
-Naming convention (one home for it):
+Naming convention (written and read in `pcdms.names`, the one home for it):
 - a prediction is `<from>_to_<to>.png` (any image extension); `<from>` and `<to>` are image names,
   with or without their own extension (`a.jpg_to_b.jpg.png` works);
 - several samples of one pair are `<from>_to_<to>_sample<k>.png`, k = 0, 1, ...; a file without the
@@ -8,24 +8,21 @@ Naming convention (one home for it):
 - its ground truth is the file in the GT folder whose name without extension is `<to>` (so `b.jpg` and
   `b.png` both match, as the PCDMs script's `.replace('jpg', 'png')` intends).
 
-When a name holds `_to_` more than once, the split whose `<to>` exists in the GT folder is taken.
-Single-sample scores use each pair's lowest sample index (the first draw, never a chosen one); best-of-N
-uses samples 0..N-1. Problems are kept by name, never dropped silently.
+When a name holds `_to_` more than once, `pcdms.names.split_output_stem` takes the reading whose `<to>` exists
+in the GT folder (and whose `<from>` is in the pairs file, when one is given); otherwise the last `_to_`, as
+`pcdms refine` and the training dataset read it. Single-sample scores use each pair's lowest sample index (the
+first draw, never a chosen one); best-of-N uses samples 0..N-1. Problems are kept by name, never dropped silently.
 """
 
 from __future__ import annotations
 
 import csv
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pcdms.errors import UserError
-from pcdms.metrics.images import IMAGE_EXTENSIONS
-
-SEPARATOR = "_to_"
-_SAMPLE = re.compile(r"^(?P<stem>.+)_sample(?P<index>\d+)$")
+from pcdms.names import SEPARATOR, image_stem, output_stem, split_output_stem
 
 
 @dataclass(frozen=True)
@@ -66,24 +63,6 @@ class Matching:
         return [pred for key in sorted(self.pairs) for pred in self.pairs[key]]
 
 
-def _strip_image_extension(name: str) -> str:
-    stem, dot, ext = name.rpartition(".")
-    return stem if dot and f".{ext.lower()}" in IMAGE_EXTENSIONS else name
-
-
-def _split_name(stem: str, gt_stems: dict[str, Path]) -> tuple[str, str] | None:
-    """'<from>_to_<to>' -> (from, to) without extensions; prefers a split whose <to> has a ground truth."""
-    positions = [m.start() for m in re.finditer(re.escape(SEPARATOR), stem)]
-    candidates = [(stem[:i], stem[i + len(SEPARATOR) :]) for i in positions]
-    candidates = [(_strip_image_extension(a), _strip_image_extension(b)) for a, b in candidates if a and b]
-    if not candidates:
-        return None
-    for source, target in candidates:
-        if target in gt_stems:
-            return source, target
-    return candidates[-1]  # the PCDMs script's split('_to_')[-1]; reported as missing ground truth
-
-
 def _gt_index(gt_files: list[Path]) -> dict[str, Path]:
     index: dict[str, Path] = {}
     # sorted, with .png first, so the choice between b.jpg and b.png is stable
@@ -106,30 +85,27 @@ def match_predictions(
     if best_of < 1:
         raise UserError(f"--best-of {best_of}: expected a positive number of samples")
     gt_stems = _gt_index(gt_files)
+    wanted = None if pairs is None else {output_stem(a, b) for a, b in pairs}
+    sources = None if pairs is None else {image_stem(a) for a, _ in pairs}
     matching = Matching()
     seen: dict[tuple[str, int], Path] = {}
     found: dict[str, list[Prediction]] = defaultdict(list)
     for path in sorted(pred_files):
-        stem, sample = _strip_image_extension(path.name), 0
-        suffix = _SAMPLE.match(stem)
-        if suffix:
-            stem, sample = suffix.group("stem"), int(suffix.group("index"))
-        split = _split_name(stem, gt_stems)
-        if split is None:
+        name = split_output_stem(path.name, sources=sources, targets=gt_stems)
+        if name is None:
             matching.unparsed.append(path.name)
             continue
-        source, target = split
+        source, target, sample = name.source, name.target, name.sample
         if target not in gt_stems:
             matching.missing_gt.append(path.name)
             continue
-        key = (f"{source}{SEPARATOR}{target}", sample)
+        key = (name.stem, sample)
         if key in seen:
             matching.duplicates.append(f"{path.name} (same pair and sample as {seen[key].name})")
             continue
         seen[key] = path
         found[key[0]].append(Prediction(path, source, target, sample, gt_stems[target]))
-    if pairs is not None:
-        wanted = {f"{_strip_image_extension(a)}{SEPARATOR}{_strip_image_extension(b)}" for a, b in pairs}
+    if wanted is not None:
         matching.missing_pred = sorted(wanted - set(found))
         for key in sorted(set(found) - wanted):
             matching.not_in_pairs.extend(p.path.name for p in found.pop(key))
