@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pcdms.errors import UserError
 from pcdms.validation import SEED_ARG, at_least, check_model_folder, float_in, prepare_output_dir, resolve_device
+
+if TYPE_CHECKING:
+    from pcdms.data.formats import ImageEntry, SplitData
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
 
@@ -262,6 +267,30 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
     return 0
 
 
+def refine_source_lookup(data: SplitData) -> Callable[[Path], ImageEntry]:
+    """`path -> ImageEntry`: the dataset image that an image to refine names as its `<from>`.
+
+    data: the `SplitData` of --dataset/--split. The name is read by `pcdms.names.split_output_stem` with the
+    split's images as the known sources and targets, so `look_to_left_to_b.png` finds `look_to_left.png` as
+    `pcdms evaluate` and the training dataset pair it. Raises UserError naming the file when it cannot.
+    """
+    from pcdms.names import image_stem, split_output_stem
+
+    by_stem = {image_stem(name): entry for name, entry in data.images.items()}
+    where = f"{data.root} split '{data.split}'"
+
+    def source_entry(path: Path) -> ImageEntry:
+        name = split_output_stem(path.name, sources=by_stem, targets=by_stem)
+        if name is None:
+            raise UserError(f"{path.name}: not named <from>_to_<to>.png, so its source photo in {where} is unknown "
+                            "(give --source IMG for images named otherwise)")
+        if name.source not in by_stem:
+            raise UserError(f"{path.name}: source '{name.source}' is not an image of {where}")
+        return by_stem[name.source]
+
+    return source_entry
+
+
 def run_refine(args: argparse.Namespace) -> int:
     from pcdms.generate import refine_items, run_items
     from pcdms.imageio import is_image_file, load_image
@@ -293,16 +322,11 @@ def run_refine(args: argparse.Namespace) -> int:
     else:
         from pcdms.data.dataset import load_person_image
         from pcdms.data.formats import load_split
-        from pcdms.names import output_stem
 
-        data = load_split(args.dataset, args.split)
-        by_stem = {output_stem(name, "x").rsplit("_to_", 1)[0]: entry for name, entry in data.images.items()}
+        source_entry = refine_source_lookup(load_split(args.dataset, args.split))
 
         def source_for(path: Path):
-            source_name = path.stem.split("_to_")[0]
-            if source_name not in by_stem:
-                raise UserError(f"{path.name}: source '{source_name}' is not an image of {args.dataset} split {args.split}")
-            entry = by_stem[source_name]
+            entry = source_entry(path)
             return load_person_image(entry, *(entry.frame or load_image(entry.path).size[::-1]))
 
     mode, pipe = start(args, out)
