@@ -102,6 +102,38 @@ def test_pose_from_a_photo_goes_to_the_editor_in_the_model_frame_and_reset_retur
     assert "No person found in img3.png" in message and unchanged is editor and kept is picked
 
 
+def test_a_skeleton_picture_as_the_target_is_read_to_the_editor_in_the_model_frame(pipe, tmp_path, monkeypatch):
+    # a ControlNet-size render of a gallery pose; MediaPipe must not be asked (it finds no person in one)
+    pytest.importorskip("gradio")
+    from pcdms.app import page as page_module
+    from pcdms.app.page import Page
+    from pcdms.app.poses import pose_from_editor
+
+    def no_mediapipe(image):
+        raise AssertionError("a skeleton picture went to MediaPipe")
+
+    monkeypatch.setattr(page_module, "_extract", no_mediapipe)
+    drawn = gallery()["front-waving"].resized(512, 352)
+    Image.fromarray(drawn.render()).save(tmp_path / "waving.png")
+    page = Page(pipe, "demo")
+    editor, picked, message = page.on_pose_photo(str(tmp_path / "waving.png"), page.initial_editor(), None)
+    assert message == "Target pose read from the skeleton picture waving.png."
+    pose = pose_from_editor(editor)
+    want = page.in_model_frame(drawn)
+    assert (pose.height, pose.width) == (pipe.height, pipe.width) and np.array_equal(pose.visible, want.visible)
+    # 1.5 px at 512 is 0.2 px in the 64x44 model frame
+    assert np.abs(pose.xy - want.xy)[want.visible].max() < 1.5 * pipe.height / 512
+    assert picked.allclose(pose, atol=1e-3)
+    # a skeleton picture with limbs but no joint dots: the problem is said in the page, the editor unchanged
+    from pcdms.pose import render_skeleton
+
+    limbs = render_skeleton(drawn.normalized(), 512, 352, joint_radius=0.3)
+    Image.fromarray(limbs).save(tmp_path / "limbs<b>.png")
+    unchanged, kept, message = page.on_pose_photo(str(tmp_path / "limbs<b>.png"), editor, picked)
+    assert unchanged is editor and kept is picked
+    assert message.startswith("**Problem:** limbs&lt;b&gt;.png: no joint dot of the OpenPose colours found")
+
+
 def test_a_closed_job_stops_its_worker(pipe, request_):
     """A job given up (page closed, event cancelled) must not keep sampling beside the next one."""
     import threading

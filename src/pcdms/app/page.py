@@ -24,8 +24,10 @@ from pcdms.app.jobs import JobRequest, run_job
 from pcdms.app.picker import picker_value, pose_picker
 from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
 from pcdms.gallery import gallery
+from pcdms.errors import UserError
 from pcdms.pipeline import ABLATIONS, PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
+from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
 
 STAGE_CHOICES = [("full: prior + inpaint + refine", "full"), ("B2: prior + inpaint", "B2"), ("B1: inpaint only", "B1")]
 INTRO = """# PCDMs: a person in a new pose
@@ -139,11 +141,19 @@ class Page:
             photo = poses.read_photo(path, _name(path))
         except poses.PhotoError as err:
             return editor, reset, f"**Problem:** {err}"
-        pose = _extract(photo.image)
-        if pose is None:
-            return editor, reset, f"**Problem:** No person found in {_name(path)}: the target pose is unchanged."
+        if is_skeleton_picture(photo.image):  # an OpenPose/ControlNet render is read, not sent to MediaPipe
+            try:
+                pose = read_skeleton_picture(photo.image, Path(path).name).pose
+            except UserError as err:
+                return editor, reset, f"**Problem:** {html.escape(str(err))}: the target pose is unchanged."
+            found = f"Target pose read from the skeleton picture {_name(path)}."
+        else:
+            pose = _extract(photo.image)
+            if pose is None:
+                return editor, reset, f"**Problem:** No person found in {_name(path)}: the target pose is unchanged."
+            found = f"Target pose taken from {_name(path)}."
         pose = self.in_model_frame(pose)
-        return poses.editor_value(pose, self.standing), pose, f"Target pose taken from {_name(path)}."
+        return poses.editor_value(pose, self.standing), pose, found
 
     def on_reset(self, reset: Pose | None) -> dict:
         return poses.editor_value(reset or self.standing, self.standing)
@@ -270,7 +280,8 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
                 with gr.Tab("Gallery"):
                     gallery = pose_picker(page.picker_items(), elem_id="pose-gallery")
                 with gr.Tab("From a photo"):
-                    pose_upload = gr.File(label="Photo to take the pose from", type="filepath", elem_id="pose-upload")
+                    pose_upload = gr.File(label="Photo, or skeleton picture (OpenPose/ControlNet render), to take "
+                                          "the pose from", type="filepath", elem_id="pose-upload")
                 editor = pose_editor(page.initial_editor())
                 with gr.Row():
                     joint = gr.Dropdown(list(JOINTS), value="nose", label="Joint", scale=2, elem_id="joint")
