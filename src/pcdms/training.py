@@ -166,6 +166,27 @@ def _save_checkpoint(
     return final
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds, built by `_build_run` before the first step."""
+
+    stage: str
+    cfg: RunConfig
+    run_dir: Path
+    mode: str
+    accelerator: Any
+    model: Any  # the stage, unwrapped (its parameters are the trained ones)
+    encoders: Any
+    loader: Any
+    params: list
+    optimizer: Any
+    lr_schedule: Any
+    ema: Any  # AveragedModel on the main process when train.ema_decay > 0, else None
+    loss_step: Any
+    half_precision: Any
+    preview: dict | None
+
+
 def train(
     stage: str,
     cfg: RunConfig,
@@ -179,23 +200,38 @@ def train(
     `save_pretrained` format. Raises `NonFiniteLossError` when the loss is NaN/inf. progress: True (a bar in a
     terminal, else lines), False (silent) or a `pcdms.progress` mode.
     """
+    run = _build_run(stage, cfg, Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage), progress)
+    step = _resume_step(run.accelerator, run.run_dir, resume, run.model, run.optimizer, run.lr_schedule, run.ema,
+                        cfg.train.ema_decay > 0)
+    step, loss_value = _loop(run, step)
+    final_dir = run.run_dir / "model"
+    if run.accelerator.is_main_process:
+        (run.ema.module if run.ema is not None else run.model).save_pretrained(final_dir)
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return TrainResult(run_dir=run.run_dir, final_step=step, final_model_dir=final_dir, last_loss=loss_value)
+
+
+def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) -> _Run:
+    """The accelerator, the stage and the encoders its loss runs, the data, optimiser, schedule and EMA,
+    all prepared; the resolved config written to `run_dir` and the start-up summary printed."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from torch.optim.swa_utils import AveragedModel
-    from torch.utils.data import DataLoader
-
-    from pcdms.progress import Progress, quiet_library_bars, resolve_mode, say
-    from pcdms.summary import training_summary
 
     from pcdms import zero
-    from pcdms.data.dataset import PairDataset
     from pcdms.encoders import build_encoders
+    from pcdms.progress import quiet_library_bars, resolve_mode
 
     model_class = stage_class(stage)
     tc = cfg.train
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR (`pcdms data synth --out DIR` makes a dataset)")
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, stage)
+    if stage == "refine" and cfg.data.coarse_dir is None:
+        raise UserError(
+            "stage 3 trains on stage-2 images of the training pairs: run `pcdms export-coarse` with the trained "
+            "inpainting model, then pass data.coarse_dir=<its --out>"
+        )
     accelerator = Accelerator(
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         mixed_precision=tc.mixed_precision,
@@ -216,31 +252,7 @@ def train(
     encoders = build_encoders(cfg.encoders, model_class.encoder_roles).to(accelerator.device)  # only what it runs
     if cfg.train.cache_encoder_outputs:
         encoders = encoders.cached()
-    if stage == "refine" and cfg.data.coarse_dir is None:
-        raise UserError(
-            "stage 3 trains on stage-2 images of the training pairs: run `pcdms export-coarse` with the trained "
-            "inpainting model, then pass data.coarse_dir=<its --out>"
-        )
-    dataset = PairDataset(
-        cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width, flip_prob=cfg.data.flip_prob,
-        format=cfg.data.format, coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, seed=tc.seed,
-        cache_mb=cfg.data.cache_mb,
-    )
-    global_batch = tc.batch_size * accelerator.num_processes
-    if len(dataset) < global_batch:
-        raise UserError(
-            f"{cfg.data.root} split '{cfg.data.train_split}' has {len(dataset)} pairs, fewer than one batch "
-            f"({tc.batch_size} x {accelerator.num_processes} processes): lower train.batch_size"
-        )
-    if mode != "off" and accelerator.is_main_process:
-        say(training_summary(stage, cfg, dataset, run_dir, accelerator.device, accelerator.num_processes), mode)
-    workers = cfg.data.num_workers
-    # persistent workers keep their image caches from epoch to epoch (the epoch reaches them: PairDataset)
-    loader = DataLoader(
-        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=workers,
-        persistent_workers=workers > 0, prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
-        pin_memory=accelerator.device.type == "cuda",
-    )
+    loader = _loader(stage, cfg, run_dir, accelerator, mode)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
@@ -260,32 +272,69 @@ def train(
     half_precision = zero.autocast(accelerator)  # DeepSpeed bf16/fp16 only: accelerate autocasts the rest
     if accelerator.is_main_process:
         accelerator.init_trackers("pcdms")
-
     preview = None
     if tc.sample_every > 0 and accelerator.is_main_process:
         from pcdms.previews import preview_batch
 
         preview = preview_batch(cfg, stage, encoders=encoders)
+    return _Run(stage, cfg, run_dir, mode, accelerator, model, encoders, loader, params, optimizer, lr_schedule,
+                ema, loss_step, half_precision, preview)
 
-    step = _resume_step(accelerator, run_dir, resume, model, optimizer, lr_schedule, ema, tc.ema_decay > 0)
-    batches_per_epoch = len(loader)
-    batches_done = step * tc.gradient_accumulation_steps
-    epoch, skip = divmod(batches_done, batches_per_epoch)
-    last_good = list_checkpoints(run_dir)[-1] if step else None
+
+def _loader(stage: str, cfg: RunConfig, run_dir: Path, accelerator: Any, mode: str) -> Any:
+    """The training pairs, shuffled in batches of train.batch_size per process; the start-up summary."""
+    from torch.utils.data import DataLoader
+
+    from pcdms.data.dataset import PairDataset
+    from pcdms.progress import say
+    from pcdms.summary import training_summary
+
+    tc = cfg.train
+    dataset = PairDataset(
+        cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width, flip_prob=cfg.data.flip_prob,
+        format=cfg.data.format, coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, seed=tc.seed,
+        cache_mb=cfg.data.cache_mb,
+    )
+    global_batch = tc.batch_size * accelerator.num_processes
+    if len(dataset) < global_batch:
+        raise UserError(
+            f"{cfg.data.root} split '{cfg.data.train_split}' has {len(dataset)} pairs, fewer than one batch "
+            f"({tc.batch_size} x {accelerator.num_processes} processes): lower train.batch_size"
+        )
+    if mode != "off" and accelerator.is_main_process:
+        say(training_summary(stage, cfg, dataset, run_dir, accelerator.device, accelerator.num_processes), mode)
+    workers = cfg.data.num_workers
+    # persistent workers keep their image caches from epoch to epoch (the epoch reaches them: PairDataset)
+    return DataLoader(
+        dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True, num_workers=workers,
+        persistent_workers=workers > 0, prefetch_factor=cfg.data.prefetch_factor if workers > 0 else None,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+
+
+def _loop(run: _Run, step: int) -> tuple[int, float]:
+    """Optimiser steps from `step` to train.max_steps, with logging, checkpoints and previews on the way;
+    returns the final step and its loss."""
+    from pcdms.progress import Progress
+
+    tc, accelerator, loss_step = run.cfg.train, run.accelerator, run.loss_step
+    batches_per_epoch = len(run.loader)
+    epoch, skip = divmod(step * tc.gradient_accumulation_steps, batches_per_epoch)
+    last_good = list_checkpoints(run.run_dir)[-1] if step else None
     loss_value = math.nan
-    bar = Progress(tc.max_steps, f"train {stage}", "step", mode, initial=step, every_steps=tc.log_every,
-                   jsonl=run_dir / "logs" / "progress.jsonl", enabled=accelerator.is_main_process,
+    bar = Progress(tc.max_steps, f"train {run.stage}", "step", run.mode, initial=step, every_steps=tc.log_every,
+                   jsonl=run.run_dir / "logs" / "progress.jsonl", enabled=accelerator.is_main_process,
                    memory_device=accelerator.device)
     micro = 0
     while step < tc.max_steps:
-        loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        run.loader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
         skip = 0
         for batch in bar.timed(batches):
             with accelerator.accumulate(loss_step):
                 generator = step_generator(tc.seed, step, accelerator.process_index, micro, accelerator.device)
                 micro = (micro + 1) % tc.gradient_accumulation_steps
-                with half_precision:
+                with run.half_precision:
                     loss = loss_step(batch, generator)
                 if not bool(torch.isfinite(accelerator.gather(loss.detach().float().reshape(1))).all()):
                     bar.close()
@@ -296,35 +345,38 @@ def train(
                     )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tc.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(params, tc.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                    accelerator.clip_grad_norm_(run.params, tc.max_grad_norm)
+                run.optimizer.step()
+                run.optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
-            lr_schedule.step()
+            run.lr_schedule.step()
             step += 1
-            if ema is not None:
-                ema.update_parameters(model)
             loss_value = float(accelerator.reduce(loss.detach().float(), reduction="mean"))
-            bar.update(1, loss=loss_value, lr=lr_schedule.get_last_lr()[0])
-            if step % tc.log_every == 0 or step == tc.max_steps:
-                accelerator.log({"loss": loss_value, "lr": lr_schedule.get_last_lr()[0]}, step=step)
-            if step % tc.checkpoint_every == 0 or step == tc.max_steps:
-                last_good = _save_checkpoint(accelerator, run_dir, step, model, optimizer, lr_schedule, ema,
-                                             tc.keep_checkpoints, loss_value)
-            if preview is not None and (step % tc.sample_every == 0 or step == tc.max_steps):
-                from pcdms.previews import write_preview
-
-                scalars = write_preview(stage, ema.module if ema is not None else model, encoders, preview, cfg,
-                                        run_dir / "samples" / f"step-{step:07d}.png")
-                accelerator.log(scalars, step=step)
+            bar.update(1, loss=loss_value, lr=run.lr_schedule.get_last_lr()[0])
+            last_good = _after_step(run, step, loss_value) or last_good
             if step >= tc.max_steps:
                 break
         epoch += 1
     bar.close()
-    final_dir = run_dir / "model"
-    if accelerator.is_main_process:
-        (ema.module if ema is not None else model).save_pretrained(final_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return TrainResult(run_dir=run_dir, final_step=step, final_model_dir=final_dir, last_loss=loss_value)
+    return step, loss_value
+
+
+def _after_step(run: _Run, step: int, loss_value: float) -> Path | None:
+    """What follows an optimiser step: EMA, logs, a checkpoint (its folder returned) and a preview when due."""
+    tc, accelerator = run.cfg.train, run.accelerator
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    if step % tc.log_every == 0 or step == tc.max_steps:
+        accelerator.log({"loss": loss_value, "lr": run.lr_schedule.get_last_lr()[0]}, step=step)
+    saved = None
+    if step % tc.checkpoint_every == 0 or step == tc.max_steps:
+        saved = _save_checkpoint(accelerator, run.run_dir, step, run.model, run.optimizer, run.lr_schedule, run.ema,
+                                 tc.keep_checkpoints, loss_value)
+    if run.preview is not None and (step % tc.sample_every == 0 or step == tc.max_steps):
+        from pcdms.previews import write_preview
+
+        scalars = write_preview(run.stage, run.ema.module if run.ema is not None else run.model, run.encoders,
+                                run.preview, run.cfg, run.run_dir / "samples" / f"step-{step:07d}.png")
+        accelerator.log(scalars, step=step)
+    return saved
