@@ -15,7 +15,7 @@ from pcdms.app.poses import demo_inputs, to_model_frame
 from pcdms.gallery import gallery
 from pcdms.cli import main
 from pcdms.imageio import load_image
-from pcdms.pose import read_openpose_json
+from pcdms.pose import Pose, read_openpose_json
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,39 @@ def test_a_skeleton_picture_as_the_target_is_read_to_the_editor_in_the_model_fra
     unchanged, kept, message = page.on_pose_photo(str(tmp_path / "limbs<b>.png"), editor, picked)
     assert unchanged is editor and kept is picked
     assert message.startswith("**Problem:** limbs&lt;b&gt;.png: no joint dot of the OpenPose colours found")
+
+
+def test_a_source_photo_with_nobody_found_takes_the_editors_pose_as_its_own_and_runs(pipe, samples_dir):
+    pytest.importorskip("gradio")
+    from pcdms.app.page import EDITOR_AS_SOURCE, Page
+    from pcdms.app.poses import editor_value, overlay
+    from pcdms.framing import Fit
+
+    page = Page(pipe, "demo")
+    view, message, source = page.on_upload(str(samples_dir / "img3.png"))  # an illustration: MediaPipe finds nobody
+    assert "No person found in img3.png" in message and EDITOR_AS_SOURCE in message
+    assert source["pose"] is None and view is source["image"]
+    settings = ("B2", 1, 2.0, 0, 1, 0.5)  # stages, steps, guidance, seed, samples, refine strength
+    refused = list(page.on_run(source, page.initial_editor(), *settings))
+    assert "Give a source photo with a person first" in refused[-1][-1]
+
+    placed = page.in_model_frame(gallery()["three-quarter"])
+    view, message, source = page.on_editor_as_source(source, editor_value(placed))
+    assert message.startswith("Source pose placed by hand: the editor's 18 of 18 joints (no person was found)")
+    image, pose = source["image"], source["pose"]
+    assert (pose.height, pose.width) == (image.height, image.width) and view.size == image.size
+    # in the photo's own frame: the pipeline's mapping into the model frame gives back the editor's pose
+    fit = Fit.of(image.width, image.height, pipe.height, pipe.width, pipe.stretch)
+    assert fit.offset != (0, 0)  # a photo of another aspect than the model's: the padding is taken off
+    assert fit.pose_in(pose, pipe.height, pipe.width).allclose(placed, atol=1e-3)
+    assert np.array_equal(np.asarray(view), np.asarray(overlay(image, pose)))  # drawn over the photo
+    updates = list(page.on_run(source, editor_value(page.in_model_frame(gallery()["front-walking"])), *settings))
+    assert updates[-1][-1] == "Done: 1 sample(s), seed 0."
+    # no photo yet, or an editor with no joint shown: said, nothing changed
+    assert "Give a source photo first" in page.on_editor_as_source(None, editor_value(placed))[1]
+    hidden = editor_value(Pose(placed.xy, np.zeros(18, bool), placed.height, placed.width), placed)
+    assert page.on_editor_as_source(source, hidden)[1:] == ("**Problem:** The editor's pose has no visible joint.",
+                                                             source)
 
 
 def test_a_closed_job_stops_its_worker(pipe, request_):

@@ -34,6 +34,7 @@ INTRO = """# PCDMs: a person in a new pose
 Give a photo of a person (**1**), choose the pose they should take (**2**), then **Run**. The model: {model}
 ({height}x{width} px). Its pose detector is MediaPipe mapped to COCO-18; the skeleton in the editor is exactly
 the image the model receives."""
+EDITOR_AS_SOURCE = "Use the target editor's pose as the source pose"
 READY = "Press **Run**: the progress and the result show here."
 COARSE, FINAL, FINAL_NO_REFINE = "coarse (stage 2)", "final", "final (= coarse: no stage 3)"
 # Client-side, on Run: bring the result section to the top of the window (where status and result appear).
@@ -99,7 +100,8 @@ class Page:
 
     # ------------------------------------------------------------ source
     def load_source(self, path: str | None, display_name: str):
-        """-> (photo with its pose drawn, message, state). The state is None unless a person was found."""
+        """-> (photo with its pose drawn, message, state). The state is None unless the photo was read, and
+        its pose None when no person was found in it (Run refuses it until one is placed by hand)."""
         if not path:
             return None, "", None
         try:
@@ -107,15 +109,32 @@ class Page:
         except poses.PhotoError as err:
             return None, f"**Problem:** {err}", None
         pose = _extract(photo.image)
-        if pose is None:
-            message = f"**Problem:** No person found in {display_name}: try a photo where one person is seen whole."
-            return photo.image, message, None
+        if pose is None:  # the photo is kept: its pose can be placed by hand (`on_editor_as_source`)
+            message = (f"**Problem:** No person found in {display_name}: try a photo where one person is seen whole, "
+                       f"or place the person's pose in the editor of step 2 and press *{EDITOR_AS_SOURCE}*.")
+            return photo.image, message, {"image": photo.image, "pose": None, "note": photo.note}
         note = f" ({photo.note})" if photo.note else ""
         message = f"Pose found in {display_name}{note}: {int(pose.visible.sum())} of 18 joints."
         return poses.overlay(photo.image, pose), message, {"image": photo.image, "pose": pose, "note": photo.note}
 
     def on_upload(self, path: str | None):
         return self.load_source(path, _name(path))
+
+    def on_editor_as_source(self, source: dict | None, editor: object):
+        """The editor's pose, mapped from the model frame into the source photo's, as the source pose: for a
+        photo MediaPipe finds nobody in (a drawn character), or one whose found pose is wrong.
+        -> (photo with the pose drawn, message, state), as `load_source`."""
+        if source is None:
+            return gr.skip(), "**Problem:** Give a source photo first (step 1).", None
+        placed = poses.pose_from_editor(self.checked_editor(editor))
+        if not placed.visible.any():
+            return gr.skip(), "**Problem:** The editor's pose has no visible joint.", source
+        image = source["image"]
+        pose = poses.from_model_frame(placed, image.height, image.width, self.pipe.stretch)
+        replaced = "no person was found" if source["pose"] is None else "it replaces the pose found"
+        message = (f"Source pose placed by hand: the editor's {int(pose.visible.sum())} of 18 joints ({replaced}); "
+                   "now choose the target pose.")
+        return poses.overlay(image, pose), message, {**source, "pose": pose}
 
     def on_demo_input(self, name: str | None):
         if name not in self.demo_inputs:  # only names from the list are accepted, never a path
@@ -176,8 +195,9 @@ class Page:
         """Generator for the run outputs: (bars, live preview, coarse, final, downloads, message)."""
         final_label = FINAL if "refine" in self.stages_run(stages) else FINAL_NO_REFINE
         empty = (panel_value(COARSE), panel_value(final_label), None)
-        if source is None:
-            yield stage_bars({}), None, *empty, "**Problem:** Give a source photo with a person first (step 1)."
+        if source is None or source["pose"] is None:
+            yield stage_bars({}), None, *empty, ("**Problem:** Give a source photo with a person first (step 1), "
+                                                 f"or place its pose by hand with *{EDITOR_AS_SOURCE}*.")
             return
         target = poses.pose_from_editor(self.checked_editor(editor))
         if not target.visible.any():
@@ -275,6 +295,7 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
                 demo_pick = gr.Dropdown(list(page.demo_inputs), value=None, label="... or a shipped demo input", elem_id="demo-input")
                 source_view = gr.Image(label="Source and its pose", interactive=False, elem_id="source-view")
                 source_msg = gr.Markdown(elem_id="source-msg")
+                editor_as_source = gr.Button(EDITOR_AS_SOURCE, size="sm", elem_id="editor-as-source")
             with gr.Column():
                 gr.Markdown("### 2. Target pose")
                 with gr.Tab("Gallery"):
@@ -298,6 +319,7 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
         source_out = [source_view, source_msg, source_state]
         upload.change(page.on_upload, upload, source_out)
         demo_pick.change(page.on_demo_input, demo_pick, source_out)
+        editor_as_source.click(page.on_editor_as_source, [source_state, editor], source_out)
         gallery.click(page.on_gallery, None, [editor, reset_state, target_msg])
         pose_upload.change(page.on_pose_photo, [pose_upload, editor, reset_state], [editor, reset_state, target_msg])
         editor.input(page.on_refresh, editor, editor)

@@ -73,6 +73,14 @@ def to_model_frame(pose: Pose, height: int, width: int, stretch: bool = False) -
     return Fit.of(pose.width, pose.height, height, width, stretch).pose_in(pose, height, width)
 
 
+def from_model_frame(pose: Pose, height: int, width: int, stretch: bool = False) -> Pose:
+    """A pose in the model frame back in a `height` x `width` photo's frame: the inverse of `to_model_frame`
+    for that photo (the padding `Fit` adds is taken off again; a joint placed in it lands outside the photo)."""
+    fit = Fit.of(width, height, pose.height, pose.width, stretch)
+    padded = pose.resized(fit.padded[1], fit.padded[0])
+    return Pose(padded.xy - np.asarray(fit.offset, dtype=np.float32), padded.visible, height, width)
+
+
 def overlay(image: Image.Image, pose: Pose) -> Image.Image:
     """The photo with its skeleton drawn over it (the pose must be in the photo's frame)."""
     render = pose.render(image.height, image.width)
