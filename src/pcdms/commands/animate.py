@@ -42,7 +42,7 @@ Every frame starts from the same noise (--noise shared), so the person stays the
 draws new noise per frame (for comparison). --stages B2 skips the refiner (docs/animation.md has how steady the frames are).""")
     _common(parser)
     parser.add_argument("--source", required=True, help="the photo of the person")
-    parser.add_argument("--poses", required=True, help=f"a folder of pose JSON files, a video, or {'/'.join(MOTIONS)}")
+    parser.add_argument("--poses", required=True, help=f"a folder of pose JSON files or skeleton pictures (OpenPose/ControlNet renders), a video, or {'/'.join(MOTIONS)}")
     parser.add_argument("--source-pose", metavar="NAME_OR_FILE",
                         help="the source's pose: COCO-18 JSON, a photo or a gallery pose name (`pcdms pose gallery`); "
                              "default: extracted from --source")
