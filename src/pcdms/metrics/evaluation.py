@@ -20,6 +20,7 @@ import torch
 from pcdms.errors import UserError
 from pcdms.metrics import NETWORK_METRICS, fid
 from pcdms.metrics.images import EvalSize, list_images
+from pcdms.metrics.garment import garment_baselines
 from pcdms.metrics.loops import Compute, FeatureExtractor, folder_features, score_predictions
 from pcdms.metrics.pairing import Matching, match_predictions, read_pairs_csv
 from pcdms.metrics.pixel import PIXEL_METRICS
@@ -41,6 +42,7 @@ class EvaluateOptions:
     lpips_backbone: Path | None = None
     inception_weights: Path | None = None
     skip: tuple[str, ...] = ()  # names from NETWORK_METRICS not to compute
+    garment_baselines: bool = False  # also score source photo / other identity against each target (garment.py)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.skip) - set(NETWORK_METRICS))
@@ -59,6 +61,7 @@ class EvaluationResult:
     unavailable: dict[str, str]
     real: dict
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (prediction, reason): not scored
+    garment_baselines: dict | None = None  # garment.garment_baselines, when asked for
 
     @property
     def complete(self) -> bool:
@@ -158,13 +161,18 @@ def summarise(
 ) -> dict:
     """Mean of each per-image metric and each FID over the selected rows.
 
-    Pixel metrics always use every selected image. With `drop_last`, LPIPS and FID use only the whole
-    batches of the old scripts (the first floor(n / batch) * batch images, in name order).
+    Pixel metrics always use every selected image; garment_colour_error those of them with a value (how many
+    had none, no person found, is `garment_colour_error_unscored`). With `drop_last`, LPIPS and FID use only
+    the whole batches of the old scripts (the first floor(n / batch) * batch images, in name order).
     """
     kept = selection[: _kept_for_batches(len(selection), batch_size, drop_last)]
     summary: dict = {"images": len(selection), "images_lpips_fid": len(kept)}
     for name in PIXEL_METRICS:
         summary[name] = float(np.mean([rows[i][name] for i in selection]))
+    garment = [rows[i]["garment_colour_error"] for i in selection]
+    scored = [value for value in garment if not np.isnan(value)]
+    summary["garment_colour_error"] = float(np.mean(scored)) if scored else float("nan")
+    summary["garment_colour_error_unscored"] = len(garment) - len(scored)
     distances = [rows[i]["lpips"] for i in kept]
     summary["lpips"] = float(np.mean(distances)) if distances and None not in distances else None
     for name, stats in real.items():
@@ -228,7 +236,8 @@ def evaluate(options: EvaluateOptions, compute: Compute,
         row.update({"pair": pred.pair, "sample": pred.sample, "prediction": pred.path.name,
                     "ground_truth": pred.gt_path.name})
         row.update({name: index in member for name, member in members.items()})
-    return EvaluationResult(options, matching, rows, summaries, unavailable, real_info, unreadable)
+    baselines = garment_baselines(matching, gt_files, options.size) if options.garment_baselines else None
+    return EvaluationResult(options, matching, rows, summaries, unavailable, real_info, unreadable, baselines)
 
 
 def drop_unreadable(matching: Matching, predictions: list, rows: list[dict]) -> list[tuple[str, str]]:

