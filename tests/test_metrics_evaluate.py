@@ -89,7 +89,7 @@ def test_identical_folders_give_ssim_one_lpips_zero_and_fid_zero(gt_folder, alex
     assert abs(single["fid_tf"]) < 1e-2  # published FIDs are in whole units
     assert abs(single["fid_tf"]) < 1e-4 * np.trace(stats.sigma)  # and it is rounding, not a small distance
     assert report["unavailable"] == {"fid_gfla": "skipped (--skip)"} and single["images"] == 5 and len(rows) == 5
-    assert set(report["variants"]) == set(single) - {"selection", "images", "images_lpips_fid"} | {"fid_gfla"}
+    assert set(report["variants"]) == set(single) - {"selection", "images", "images_lpips_fid", "images_garment"} | {"fid_gfla"}
     assert report["real_statistics"]["cache"]["fid_tf"]["hit"] is False
     assert list((tmp_path / "cache").glob("fid_tf_176x256_*.npz"))
     table = capsys.readouterr().out

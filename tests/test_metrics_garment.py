@@ -109,7 +109,7 @@ def test_cli_writes_garment_colour_error_and_baselines(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     single = report["results"]["single_sample"]
     assert single["garment_colour_error"] == pytest.approx(0.0, abs=1e-9)  # the pair with no person is left out
-    assert single["garment_colour_error_unscored"] == 1
+    assert single["images_garment"] == 1 and single["images"] == 2
     assert "garment_colour_error" in report["variants"]
     baselines = report["garment_baselines"]
     assert baselines["source_photo"] == pytest.approx(0.0, abs=1e-9)  # same clothes, other pose

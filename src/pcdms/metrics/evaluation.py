@@ -161,18 +161,17 @@ def summarise(
 ) -> dict:
     """Mean of each per-image metric and each FID over the selected rows.
 
-    Pixel metrics always use every selected image; garment_colour_error those of them with a value (how many
-    had none, no person found, is `garment_colour_error_unscored`). With `drop_last`, LPIPS and FID use only
+    Pixel metrics always use every selected image; garment_colour_error those with a value
+    (`images_garment` of them; the others had no person found). With `drop_last`, LPIPS and FID use only
     the whole batches of the old scripts (the first floor(n / batch) * batch images, in name order).
     """
     kept = selection[: _kept_for_batches(len(selection), batch_size, drop_last)]
     summary: dict = {"images": len(selection), "images_lpips_fid": len(kept)}
     for name in PIXEL_METRICS:
         summary[name] = float(np.mean([rows[i][name] for i in selection]))
-    garment = [rows[i]["garment_colour_error"] for i in selection]
-    scored = [value for value in garment if not np.isnan(value)]
+    scored = [rows[i]["garment_colour_error"] for i in selection if not np.isnan(rows[i]["garment_colour_error"])]
     summary["garment_colour_error"] = float(np.mean(scored)) if scored else float("nan")
-    summary["garment_colour_error_unscored"] = len(garment) - len(scored)
+    summary["images_garment"] = len(scored)
     distances = [rows[i]["lpips"] for i in kept]
     summary["lpips"] = float(np.mean(distances)) if distances and None not in distances else None
     for name, stats in real.items():

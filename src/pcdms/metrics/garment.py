@@ -14,7 +14,7 @@ Definition (one home; docs/evaluation.md quotes it):
   truth's by Delta E 1976 (`skimage.color.rgb2lab`, D65, then `skimage.color.deltaE_cie76`); a band
   where either image has no person pixel is skipped;
 - a pair's error is the mean over the bands kept; NaN when none is kept (no person found in one image),
-  never 0. A method's number is the mean over the pairs that have one; how many had none is reported.
+  never 0. A method's number is the mean over the pairs that have one (`images_garment` counts them).
 
 Where the pixels are does not matter (only each band's mean colour does), so a person drawn in the right
 clothes but the wrong pose or place scores ~0. Lower is better; 0 for identical images.

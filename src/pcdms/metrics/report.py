@@ -133,7 +133,7 @@ def format_table(result: EvaluationResult) -> str:
             for row in [header, *lines]]
     counts = ", ".join(f"{n}: {result.summaries[n]['images']} images" for n in names)
     text.append(f"size {result.options.size} (WxH); {counts}")
-    unscored = {n: result.summaries[n].get("garment_colour_error_unscored", 0) for n in names}
+    unscored = {n: result.summaries[n]["images"] - result.summaries[n].get("images_garment", 0) for n in names}
     if any(unscored.values()):
         text.append("garment_colour_error: no person found in " + ", ".join(f"{n}: {k}" for n, k in unscored.items())
                     + " image(s); left out of its mean (nan in per_image.csv)")
