@@ -28,8 +28,15 @@ order (wrapping round), and its photo that identity's first image in sorted name
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 from skimage.color import deltaE_cie76, rgb2lab
+
+if TYPE_CHECKING:
+    from pcdms.metrics.images import EvalSize
+    from pcdms.metrics.pairing import Matching
 
 #: Grey levels (0-255) by which a person pixel differs from the background in at least one channel.
 PERSON_THRESHOLD = 30
@@ -131,7 +138,7 @@ def _mean_or_nan(values: list[float]) -> float:
     return float(np.mean(kept)) if kept else float("nan")
 
 
-def garment_baselines(matching, gt_files: list, size) -> dict:
+def garment_baselines(matching: Matching, gt_files: list[Path], size: EvalSize) -> dict:
     """The two baselines of the module docstring over the matched pairs (one per pair), images from the --gt
     folder at the evaluation size `size`.
 
@@ -142,7 +149,7 @@ def garment_baselines(matching, gt_files: list, size) -> dict:
     from pcdms.errors import UserError
     from pcdms.metrics.images import load_for_eval
 
-    by_stem: dict[str, object] = {}
+    by_stem: dict[str, Path] = {}
     for path in sorted(gt_files, key=lambda p: (p.stem, p.suffix.lower() != ".png", p.name)):
         by_stem.setdefault(path.stem, path)  # as pairing's ground-truth index: .png first
     cache: dict[str, np.ndarray] = {}
