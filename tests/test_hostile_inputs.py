@@ -26,6 +26,14 @@ from pcdms.cli import main
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "src" / "pcdms" / "assets" / "demo" / "model"
 DEMO_INPUTS = DEMO_MODEL.parent / "inputs"
+TARGET_POSE = DEMO_INPUTS / "id00161_02_three-quarter-full.json"
+
+
+def _generate(model: Path, tmp: Path, *extra: str, target_pose: Path = TARGET_POSE) -> list[str]:
+    """`pcdms generate` of one demo pair with `model`, one step on the CPU."""
+    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
+            "--target-pose", str(target_pose), "--out", str(tmp / "out"), "--device", "cpu", "--no-progress",
+            "--steps", "1", *extra]
 
 
 def alias_bomb(levels: int = 7) -> str:
@@ -45,9 +53,7 @@ def _model_folder(tmp: Path) -> list[str]:
     model = tmp / "model"
     shutil.copytree(DEMO_MODEL, model, ignore=shutil.ignore_patterns("*.safetensors"))
     (model / "config.yaml").write_text(alias_bomb() + (DEMO_MODEL / "config.yaml").read_text())
-    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
-            "--target-pose", str(DEMO_INPUTS / "id00161_02_three-quarter-full.json"), "--out", str(tmp / "out"),
-            "--device", "cpu", "--no-progress"]
+    return _generate(model, tmp)
 
 
 def _expanded_views(tmp: Path) -> list[str]:
@@ -63,9 +69,7 @@ def _model_with_dino(tmp: Path, change: Callable[[Path], None]) -> list[str]:
     model = tmp / "model"
     shutil.copytree(DEMO_MODEL, model)
     change(model / "encoders" / "dino")
-    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
-            "--target-pose", str(DEMO_INPUTS / "id00161_02_three-quarter-full.json"), "--out", str(tmp / "out"),
-            "--device", "cpu", "--no-progress", "--steps", "1"]
+    return _generate(model, tmp)
 
 
 def _huge_dino_config(folder: Path) -> None:
@@ -84,11 +88,10 @@ def _pickled_dino(folder: Path) -> None:
 
 def _pose_file(tmp: Path, change: Callable[[dict], object]) -> list[str]:
     """`generate` with a target pose JSON changed by `change` (which may return the file's whole text)."""
-    data = json.loads((DEMO_INPUTS / "id00161_02_three-quarter-full.json").read_text())
+    data = json.loads(TARGET_POSE.read_text())
     text = change(data)
     (tmp / "pose.json").write_text(text if isinstance(text, str) else json.dumps(data))
-    return ["generate", "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"), "--target-pose",
-            str(tmp / "pose.json"), "--out", str(tmp / "out"), "--device", "cpu", "--no-progress", "--steps", "1"]
+    return _generate(DEMO_MODEL, tmp, target_pose=tmp / "pose.json")
 
 
 @dataclass
@@ -195,12 +198,6 @@ def _folder_with(tmp: Path, config_lines: str = "", stage_change: dict | None = 
         saved["config"]["unet"].update(stage_change)
         path.write_text(json.dumps(saved))
     return model
-
-
-def _generate(model: Path, tmp: Path, *extra: str) -> list[str]:
-    return ["generate", "--model", str(model), "--source", str(DEMO_INPUTS / "id00161_00_front-full.png"),
-            "--target-pose", str(DEMO_INPUTS / "id00161_02_three-quarter-full.json"), "--out", str(tmp / "out"),
-            "--device", "cpu", "--no-progress", "--steps", "1", *extra]
 
 
 @pytest.mark.parametrize("lines, words", [
