@@ -145,9 +145,10 @@ def test_conditions_from_a_kl_vae_are_its_mean_without_a_generator(samples_dir):
     from pcdms.encoders import Autoencoder
 
     torch.manual_seed(0)
-    encoders = tiny_encoders()
-    encoders.autoencoder = Autoencoder(AutoencoderConfig(kind="sd-vae", pretrained_path=None,
-                                                         block_out_channels=(32, 32, 32)))
+    # a copy: tiny_encoders() is shared by every test of the run (setting its autoencoder here gave later
+    # stage-2 tests a 4-channel VAE)
+    encoders = dataclasses.replace(tiny_encoders(), autoencoder=Autoencoder(AutoencoderConfig(
+        kind="sd-vae", pretrained_path=None, block_out_channels=(32, 32, 32))))
     model = build(latent_channels=4)
     batch = make_batch(samples_dir)
     first = model.encode_conditions(encoders, batch["source_image"], batch["target_image"])
