@@ -61,10 +61,14 @@ class JobUpdate:
     error: str | None = None
 
 
+def stages_run(pipe: PCDMsPipeline, stages: str) -> list[str]:
+    """The stages a job with this Stages setting (an ablation name) runs on `pipe` (a missing stage is skipped)."""
+    return [name for name in ABLATIONS.get(stages, ()) if getattr(pipe, name) is not None]
+
+
 def stage_steps(pipe: PCDMsPipeline, request: JobRequest) -> dict[str, int]:
     """How many steps each stage of this job runs (stage 3 runs fewer when image-to-image)."""
-    run = [name for name in ABLATIONS[request.stages] if getattr(pipe, name) is not None]
-    steps = {name: request.steps for name in run}
+    steps = {name: request.steps for name in stages_run(pipe, request.stages)}
     if "refine" in steps and request.refine_strength < 1.0:
         steps["refine"] = max(1, round(request.refine_strength * request.steps))
     return steps

@@ -20,12 +20,12 @@ from PIL import Image
 from pcdms.app import poses
 from pcdms.app.editor import pose_editor
 from pcdms.app.guard import DownloadFolders
-from pcdms.app.jobs import JobRequest, run_job
+from pcdms.app.jobs import JobRequest, run_job, stages_run
 from pcdms.app.picker import picker_value, pose_picker
 from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
 from pcdms.gallery import gallery
 from pcdms.errors import UserError
-from pcdms.pipeline import ABLATIONS, PCDMsPipeline
+from pcdms.pipeline import PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
 from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
 
@@ -96,7 +96,7 @@ class Page:
 
     def stages_run(self, stages: str) -> list[str]:
         """The stages a job with this Stages setting runs on this model (a missing refiner is skipped)."""
-        return [name for name in ABLATIONS.get(stages, ()) if getattr(self.pipe, name) is not None]
+        return stages_run(self.pipe, stages)
 
     # ------------------------------------------------------------ source
     def load_source(self, path: str | None, display_name: str):
