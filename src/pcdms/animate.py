@@ -80,7 +80,7 @@ def animate(
 ) -> Animation:
     """Generate the person of `source_image` in each pose; `call` goes to `PCDMsPipeline.batch` (stages,
     num_inference_steps, guidance_scale). See the module docstring for noise, resuming and missing frames."""
-    from pcdms.generate import save_atomic
+    from pcdms.imageio import save_atomic
     from pcdms.progress import Progress, resolve_mode
 
     sequence = poses if isinstance(poses, PoseSequence) else PoseSequence(list(poses), [])

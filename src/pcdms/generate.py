@@ -9,7 +9,6 @@ each item's failure is reported by name and the job goes on, and the report list
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +18,9 @@ import torch
 from PIL import Image
 
 from pcdms.errors import UserError
+from pcdms.imageio import save_atomic
 from pcdms.names import output_paths, output_stem
 from pcdms.pose import Pose
-
-
-def save_atomic(image: Image.Image, path: Path) -> None:
-    """Write a PNG to a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 @dataclass

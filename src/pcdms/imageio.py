@@ -8,6 +8,7 @@ orientation, and returns 8-bit RGB. See `shared/REFERENCE.md` Sec. 4 for the dat
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -62,6 +63,14 @@ def load_image(path: str | Path, max_side: int = MAX_SIDE) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from None
     return _downscaled(to_rgb(image), path, max_side, original)
+
+
+def save_atomic(image: Image.Image, path: Path) -> None:
+    """Write a PNG to a temporary name beside `path`, then rename: a reader (or a resumed job that skips
+    finished files) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
 
 
 def _fit_side(size: tuple[int, int], max_side: int) -> tuple[int, int]:

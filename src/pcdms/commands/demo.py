@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pcdms.config import config_to_yaml, load_config
     from pcdms.errors import UserError
-    from pcdms.generate import save_atomic
+    from pcdms.imageio import save_atomic
     from pcdms.imageio import load_image
     from pcdms.metrics.pixel import ssim_256
     from pcdms.pipeline import PCDMsPipeline

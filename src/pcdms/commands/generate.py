@@ -221,7 +221,7 @@ def _apply_settings(args: argparse.Namespace):
 def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple[str, str], settings=None) -> int:
     import torch
 
-    from pcdms.generate import save_atomic
+    from pcdms.imageio import save_atomic
     from pcdms.imageio import load_image
     from pcdms.visualize import PROCESS_FRAMES, StepLog, image_grid, process_figure, process_steps
 
