@@ -13,7 +13,7 @@ SETTINGS_FILE = "animation.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pcdms.commands.generate import _common
+    from pcdms.commands.common import add_inference_args
     from pcdms.motions import MOTIONS
 
     parser = subparsers.add_parser(
@@ -40,7 +40,7 @@ resumes: finished frames are not redone.
 
 Every frame starts from the same noise (--noise shared), so the person stays the same; --noise fresh
 draws new noise per frame (for comparison). --stages B2 skips the refiner (docs/animation.md has how steady the frames are).""")
-    _common(parser)
+    add_inference_args(parser, unit="frames")
     parser.add_argument("--source", required=True, help="the photo of the person")
     parser.add_argument("--poses", required=True, help=f"a folder of pose JSON files or skeleton pictures (OpenPose/ControlNet renders), a video, or {'/'.join(MOTIONS)}")
     parser.add_argument("--source-pose", metavar="NAME_OR_FILE",
@@ -109,7 +109,7 @@ def run_animate(args: argparse.Namespace) -> int:
     import hashlib
 
     from pcdms.animate import side_by_side
-    from pcdms.commands.generate import load_pipeline, load_pose
+    from pcdms.commands.common import load_pipeline, load_pose
     from pcdms.imageio import load_image
     from pcdms.extract import extract_pose
     from pcdms.progress import choose_mode

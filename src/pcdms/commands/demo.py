@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pcdms.commands.common import DEMO_MODEL
 from pcdms.validation import SEED_ARG, at_least, check_weight_files, prepare_output_dir
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
+ASSETS = DEMO_MODEL.parent  # the demo model and the shipped inputs it runs on
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ Writes to --out:
   config.yaml   the model's resolved config""",
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
-    parser.add_argument("--model", default=str(ASSETS / "model"), help="model folder (default: the shipped demo model)")
+    parser.add_argument("--model", default=str(DEMO_MODEL), help="model folder (default: the shipped demo model)")
     parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's own; 10 for the shipped demo model)")
     parser.add_argument("--seed", type=SEED_ARG, default=0)
     parser.set_defaults(func=run)

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from pcdms.commands.common import add_progress_arg
 from pcdms.validation import at_least, prepare_output_dir, resolve_device
 
 DESCRIPTION = """\
@@ -89,9 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
              "(name part before the first '_', next in sorted order) against each target")
     add("--skip", action="append", choices=NETWORK_METRICS, default=[], help="do not compute this metric")
     add("--strict", action="store_true", help="exit 1 when any file is unmatched, missing or incomplete")
-    add("--no-progress", action="store_true",
-        help="no progress bars: a plain line every 10%% of the images or minute instead (what a log file gets "
-             "anyway when output is not a terminal)")
+    add_progress_arg(parser, "images")
     parser.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pcdms.commands.common import add_config_args, dry_run, resolve_config
+from pcdms.commands.common import add_config_args, add_run_args, announce, dry_run, reporting_mode, resolve_config
 from pcdms.validation import at_least, check_weight_files, prepare_output_dir, resolve_device
 
 
@@ -29,12 +29,7 @@ pairs across processes.""",
     parser.add_argument("--out", required=True, help="output folder for the coarse images")
     parser.add_argument("--split", default=None, help="dataset split (default: data.train_split)")
     parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N pairs")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    parser.add_argument("--batch-size", type=at_least(1), default=8,
-                        help="pairs per pipeline pass (default 8; larger keeps a GPU busier, same images)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
-                             "file gets anyway when output is not a terminal)")
+    add_run_args(parser)
     add_config_args(parser)
     parser.set_defaults(func=run)
 
@@ -50,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR")
-    from accelerate import PartialState
-
-    from pcdms.progress import choose_mode, quiet_library_bars, say
-    from pcdms.summary import inference_summary, split_rows
+    from pcdms.summary import split_rows
 
     out = prepare_output_dir(args.out)
     device = resolve_device(args.device)
@@ -61,17 +53,14 @@ def run(args: argparse.Namespace) -> int:
     check_weight_files(args.inpaint, "--inpaint")
     if args.prior is not None:
         check_weight_files(args.prior, "--prior")
-    state = PartialState()
-    mode = choose_mode(args.no_progress)
-    quiet_library_bars(mode, state.is_main_process)
+    mode = reporting_mode(args.no_progress)
     pipe = PCDMsPipeline.from_stages(cfg, inpaint=args.inpaint, prior=args.prior, device=device)
     split = args.split or cfg.data.train_split
     fed = ("the prior's embedding (" + args.prior + ")" if args.prior is not None
            else "each target's ground-truth CLIP embedding")
     rows = [("inpaint", f"{args.inpaint}, fed {fed}"),
             *split_rows(cfg.data.root, split, args.limit, (pipe.width, pipe.height), pipe.stretch, cfg.data.format)]
-    say(inference_summary(f"export-coarse {split}", pipe, rows, out, args.batch_size, state.num_processes), mode,
-        state.is_main_process)
+    announce(f"export-coarse {split}", pipe, rows, out, args.batch_size, mode)
     job = dataset_items(pipe, cfg.data.root, split, out, seed=cfg.sample.seed, limit=args.limit,
                         ground_truth_embeds=args.prior is None,
                         stages=("inpaint",) if args.prior is None else ("prior", "inpaint"))

@@ -8,38 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pcdms.commands.common import DEMO_MODEL, add_inference_args, announce, load_pose, start
 from pcdms.errors import UserError
-from pcdms.validation import SEED_ARG, at_least, check_model_folder, float_in, prepare_output_dir, resolve_device
+from pcdms.validation import at_least, check_model_folder, prepare_output_dir
 
 if TYPE_CHECKING:
     from pcdms.data.formats import ImageEntry, SplitData
 
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=str(DEMO_MODEL),
-                        help="a PCDMs model folder (config.yaml + prior/ inpaint/ refine/); default: the shipped demo model")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's config)")
-    parser.add_argument("--guidance", type=float_in(0), default=None,
-                        help="one guidance scale for every stage (default: the config's per-stage scales, 2.0 in the paper)")
-    parser.add_argument("--refine-strength", type=float_in(0, 1, low_open=True), default=None, metavar="S",
-                        help="stage 3 from pure noise (1, the paper) or, below 1, image-to-image from the input "
-                             "noised this far up the schedule, running that share of the steps (default: the "
-                             "model's config)")
-    parser.add_argument("--seed", type=SEED_ARG, default=0, help="random seed; each pair seeds from (seed, pair index)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                        help="weights and activations on the GPU (fp16/bf16 halve memory and time)")
-    parser.add_argument("--batch-size", type=at_least(1), default=8,
-                        help="pairs per pipeline pass over a dataset or folder (default 8; same images at any size)")
-    parser.add_argument("overrides", nargs="*", metavar="sample.key=value",
-                        help="sampling settings of the model's config, e.g. sample.scheduler=unipc "
-                             "sample.guidance_interval=[0.2,0.8] (guidance on the middle 60%% of the steps only)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bars: a plain line every 10%% of the pairs or minute instead (what a log "
-                             "file gets anyway when output is not a terminal)")
+__all__ = ["DEMO_MODEL", "load_pose", "refine_source_lookup", "register"]  # load_pose: its home is commands.common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,7 +47,7 @@ Replay a result of `pcdms app` from its settings file:
   pcdms generate --settings settings.json --source me.jpg --out out/
       The file's stages, steps, guidance, seed, samples, refine strength and both poses replace
       those options; --source must be the photo the app used (checked by its pixels).""")
-    _common(gen)
+    add_inference_args(gen)
     gen.add_argument("--source", help="the source photo (one-pair mode)")
     gen.add_argument("--target-pose", metavar="NAME_OR_FILE",
                      help="target pose: a gallery pose name (see `pcdms pose gallery`), COCO-18 OpenPose JSON, "
@@ -102,78 +78,12 @@ The refiner needs each image's SOURCE photo (its DINOv2 tokens guide the texture
       images named <from>_to_<to>.png take <from> from the dataset split;
   pcdms refine --images result.png --source source.jpg --out refined/
       one source for every image given.""")
-    _common(ref)
+    add_inference_args(ref)
     ref.add_argument("--images", required=True, nargs="+", help="images or folders of images to refine")
     ref.add_argument("--source", help="the source photo of every image")
     ref.add_argument("--dataset", help="dataset root whose images are the <from> of <from>_to_<to>.png")
     ref.add_argument("--split", default="test")
     ref.set_defaults(func=run_refine)
-
-
-def load_pipeline(args: argparse.Namespace, out: Path):
-    """The model of --model on --device, its resolved config saved beside the outputs in `out`."""
-    import torch
-
-    from pcdms.config import save_config
-    from pcdms.pipeline import PCDMsPipeline
-
-    device = resolve_device(args.device)
-    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
-    if dtype is not None and not str(device).startswith("cuda"):
-        raise UserError(f"--precision {args.precision} needs a GPU (--device cuda); on the CPU use fp32")
-    check_model_folder(args.model)
-    wrong = [o for o in args.overrides if not o.startswith("sample.")]
-    if wrong:
-        raise UserError(f"{wrong[0]}: only sampling settings (sample.<key>=<value>) can be changed here; the rest "
-                        "of a model's config is fixed by its weights")
-    strength = [] if args.refine_strength is None else [f"sample.refine_strength={args.refine_strength}"]
-    pipe = PCDMsPipeline.from_pretrained(args.model, device=device, dtype=dtype, overrides=[*args.overrides, *strength])
-    save_config(pipe.config, out)
-    return pipe
-
-
-def announce(args: argparse.Namespace, pipe, out: Path, title: str, rows: list[tuple[str, str]], mode: str) -> None:
-    """Print the job's start-up summary (model, data, how images are fitted, device, output) on the main process."""
-    from accelerate import PartialState
-
-    from pcdms.progress import say
-    from pcdms.summary import inference_summary
-
-    state = PartialState()
-    text = inference_summary(title, pipe, [("model", args.model), *rows], out, args.batch_size, state.num_processes)
-    say(text, mode, state.is_main_process)
-
-
-def start(args: argparse.Namespace, out: Path):
-    """The reporting mode (library bars set to follow it) and the loaded pipeline."""
-    from accelerate import PartialState
-
-    from pcdms.progress import choose_mode, quiet_library_bars
-
-    mode = choose_mode(args.no_progress)
-    quiet_library_bars(mode, PartialState().is_main_process)
-    return mode, load_pipeline(args, out)
-
-
-def load_pose(path: str, what: str):
-    """A pose by gallery name (`pcdms pose gallery`), from OpenPose JSON, read from a skeleton picture (an
-    OpenPose/ControlNet/DWPose render, `pcdms.posepic`) or extracted from a photo (MediaPipe)."""
-    from pcdms.gallery import resolve_pose_file
-    from pcdms.imageio import load_image
-    from pcdms.extract import extract_pose
-    from pcdms.pose import read_openpose_json
-    from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
-
-    file = resolve_pose_file(path, what)
-    if file.suffix.lower() == ".json":
-        pose = read_openpose_json(file)
-        if pose is None:
-            raise UserError(f"{what} '{path}' lists no person")
-        return pose
-    image = load_image(file)
-    if is_skeleton_picture(image):
-        return read_skeleton_picture(image, f"{what} '{path}'").pose
-    return extract_pose(image, f"{what} '{path}'")
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -194,7 +104,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
         mode, pipe = start(args, out)
         rows = split_rows(args.dataset, args.split, args.limit, (pipe.width, pipe.height), pipe.stretch)
-        announce(args, pipe, out, f"generate {args.split}", [*rows, stages], mode)
+        announce(f"generate {args.split}", pipe, [("model", args.model), *rows, stages], out, args.batch_size, mode)
         job = dataset_items(pipe, args.dataset, args.split, out, args.num_samples, args.seed, args.limit, **call)
         report = run_items(job, f"generate {args.split}", progress=mode, batch_size=args.batch_size)
         print(report.summary())
@@ -242,7 +152,7 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
 
     mode, pipe = start(args, out)
     rows = [("source", args.source), ("images", files_fit([Path(args.source)], (pipe.width, pipe.height), pipe.stretch))]
-    announce(args, pipe, out, "generate", [*rows, stages], mode)
+    announce("generate", pipe, [("model", args.model), *rows, stages], out, args.batch_size, mode)
     steps = StepLog()
     result = pipe(source, target_pose, source_pose, num_samples=args.num_samples, return_process=args.process,
                   process_frames=PROCESS_FRAMES, callback=steps if args.process else None,
@@ -335,7 +245,7 @@ def run_refine(args: argparse.Namespace) -> int:
     sources = f"--source {args.source}" if args.source else f"<from> of each name in {args.dataset} split '{args.split}'"
     rows = [("images", f"{len(files)} to refine; {files_fit(files, (pipe.width, pipe.height), pipe.stretch)}"),
             ("sources", sources)]
-    announce(args, pipe, out, "refine", rows, mode)
+    announce("refine", pipe, [("model", args.model), *rows], out, args.batch_size, mode)
     job = refine_items(pipe, files, out, source_for, args.seed,
                        num_inference_steps=args.steps, guidance_scale=args.guidance)
     report = run_items(job, "refine", progress=mode, batch_size=args.batch_size)
