@@ -13,9 +13,10 @@ change from frame to frame. What steadies them here, all inside the paper's mode
   texture (measured by `benchmarks/animate_steadiness.py`).
 
 The frame loop is resumable: frame i is written to `frames_dir/frame_NNNNN.png` (atomically) as soon as its
-batch is done, and a frame already there is read back, not redone. A frame whose pose is missing, or whose
-batch fails with a `UserError`, is reported by index and shows the nearest generated frame instead (the
-video keeps its timing).
+batch is done, and a frame already there is read back, not redone. Frames run through the job runner of
+`pcdms generate` (`pcdms.generate.run_batches`): a batch that fails with a `UserError` or `OSError` is
+retried frame by frame, so a frame whose pose is missing or whose own pass fails is reported by index and
+shows the nearest generated frame instead (the video keeps its timing).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from PIL import Image
 
 from pcdms.errors import UserError
+from pcdms.generate import Item, pipeline_render, run_batches
 from pcdms.pose import Pose
 from pcdms.sequences import PoseSequence
 
@@ -98,25 +100,24 @@ def animate(
     if frames_dir is not None:
         frames_dir.mkdir(parents=True, exist_ok=True)
     result = Animation([], list(sequence.poses))
-    images: dict[int, Image.Image] = {}
-    todo = []
-    for i, pose in enumerate(sequence.poses):
-        if pose is None:
-            result.missing[i] = sequence.problems.get(i, "no pose")
-        elif frames_dir is not None and frame_path(frames_dir, i).is_file():
-            images[i] = _read_frame(frame_path(frames_dir, i))
-            result.resumed.append(i)
-        else:
-            todo.append(i)
-    bar = Progress(len(todo), "animate", "frame", resolve_mode(progress))
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        for i, image in _render(pipe, source_image, source_pose, sequence.poses, chunk, noise, seed, call, result):
-            images[i] = image
-            if frames_dir is not None:
-                save_atomic(image, frame_path(frames_dir, i))
-            result.made.append(i)
-        bar.update(len(chunk))
+    images = _resume(sequence, frames_dir, result)
+    frames = [_frame_item(i, sequence.poses[i], source_image, source_pose, noise, seed, frames_dir)
+              for i, pose in enumerate(sequence.poses) if pose is not None and i not in images]
+    frame_of = {item.name: i for i, item in frames}
+    items = [item for _, item in frames]
+
+    def done(item: Item, outputs: list[Image.Image]) -> None:
+        i = frame_of[item.name]
+        images[i] = outputs[0]
+        if frames_dir is not None:
+            save_atomic(outputs[0], item.paths[0])
+        result.made.append(i)
+
+    def failed(item: Item, why: str) -> None:
+        result.missing[frame_of[item.name]] = why
+
+    bar = Progress(len(items), "animate", "frame", resolve_mode(progress))
+    run_batches(items, pipeline_render(pipe, **call), batch_size, done, failed, step=bar.update)
     bar.close()
     if not images:
         raise UserError("no frame could be generated: " + "; ".join(f"frame {i}: {w}" for i, w in result.missing.items()))
@@ -124,30 +125,34 @@ def animate(
     return result
 
 
+def _resume(sequence: PoseSequence, frames_dir: Path | None, result: Animation) -> dict[int, Image.Image]:
+    """Frame index -> image of the frames already in `frames_dir` (recorded as resumed); frames without a pose
+    are recorded as missing."""
+    images = {}
+    for i, pose in enumerate(sequence.poses):
+        if pose is None:
+            result.missing[i] = sequence.problems.get(i, "no pose")
+        elif frames_dir is not None and frame_path(frames_dir, i).is_file():
+            images[i] = _read_frame(frame_path(frames_dir, i))
+            result.resumed.append(i)
+    return images
+
+
+def _frame_item(index: int, pose: Pose, source_image: Image.Image, source_pose: Pose, noise: str, seed: int,
+                frames_dir: Path | None) -> tuple[int, Item]:
+    """Frame `index` as an item of the shared job runner (`pcdms.generate.run_batches`): every frame has the
+    same source image and pose objects (so `batch` encodes the source once per batch) and its own generator."""
+    def prepare() -> dict[str, Any]:
+        return {"source_image": source_image, "source_pose": source_pose, "target_pose": pose,
+                "generator": frame_generator(noise, seed, index)}
+
+    paths = [frame_path(frames_dir, index)] if frames_dir is not None else []
+    return index, Item(f"frame {index}", paths, prepare)
+
+
 def _read_frame(path: Path) -> Image.Image:
     with Image.open(path) as image:
         return image.convert("RGB")
-
-
-def _render(pipe: Any, source: Image.Image, source_pose: Pose, poses: Sequence[Pose | None], chunk: list[int],
-            noise: str, seed: int, call: dict, result: Animation) -> list[tuple[int, Image.Image]]:
-    """Frames `chunk` through one `pipe.batch`; when it fails with a UserError, each frame alone, so the
-    failure is pinned on the right frame and the others still come out."""
-    def run(indices: list[int]) -> list[tuple[int, Image.Image]]:
-        outputs = pipe.batch([source] * len(indices), [poses[i] for i in indices], [source_pose] * len(indices),
-                             generators=[frame_generator(noise, seed, i) for i in indices], **call)
-        return [(i, out.images[0]) for i, out in zip(indices, outputs)]
-
-    try:
-        return run(chunk)
-    except UserError as err:
-        if len(chunk) == 1:
-            result.missing[chunk[0]] = str(err)
-            return []
-    done = []
-    for i in chunk:
-        done += _render(pipe, source, source_pose, poses, [i], noise, seed, call, result)
-    return done
 
 
 def hold_nearest(images: dict[int, Image.Image], count: int) -> list[Image.Image]:

@@ -9,7 +9,7 @@ each item's failure is reported by name and the job goes on, and the report list
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,8 @@ def run_items(job: Job, desc: str, progress: bool | str = True, batch_size: int 
     """Run this process's share of `job.items`, skipping finished ones, `batch_size` pairs per pipeline pass.
 
     A UserError or an unreadable input fails that item only; it is reported and the job goes on. When a
-    whole batch fails, its items are retried one by one so the failure is pinned on the right item.
+    whole batch fails, its items are retried one by one so the failure is pinned on the right item
+    (`run_batches`). Each item's images are written to its paths atomically (`pcdms.imageio.save_atomic`).
     progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode; only the
     main process reports, for its own share of the pairs.
     """
@@ -79,32 +80,58 @@ def run_items(job: Job, desc: str, progress: bool | str = True, batch_size: int 
             else:
                 todo.append(item)
         bar = Progress(len(todo), desc, "pair", resolve_mode(progress), enabled=state.is_main_process)
-        for start in range(0, len(todo), batch_size):
-            chunk, ready = todo[start:start + batch_size], []
-            for item in chunk:
-                try:
-                    ready.append((item, item.prepare()))
-                except (UserError, OSError) as err:
-                    report.failed.append((item.name, str(err)))
-            for item, images in _render(job.render, ready, report):
-                for image, path in zip(images, item.paths):
-                    save_atomic(image, path)
-                report.done.append(item.name)
-            bar.update(len(chunk))
+
+        def done(item: Item, images: list[Image.Image]) -> None:
+            for image, path in zip(images, item.paths):
+                save_atomic(image, path)
+            report.done.append(item.name)
+
+        run_batches(todo, job.render, batch_size, done, lambda item, why: report.failed.append((item.name, why)),
+                    step=bar.update)
         bar.close()
     return report
 
 
-def _render(render: Render, ready: list[tuple[Item, dict[str, Any]]], report: JobReport) -> list[tuple[Item, list]]:
+def run_batches(
+    items: Sequence[Item],
+    render: Render,
+    batch_size: int,
+    done: Callable[[Item, list[Image.Image]], None],
+    failed: Callable[[Item, str], None],
+    step: Callable[[int], None] | None = None,
+) -> None:
+    """The batch-then-retry core of every job (`run_items`; `pcdms.animate` over a pose sequence's frames).
+
+    `items` go through `render` `batch_size` at a time, in order. An item whose `prepare()` raises UserError or
+    OSError is passed to `failed(item, reason)` and the rest of its batch still runs; when a whole batch
+    raises, its items are rendered one by one, so the failure is pinned on the right item and the others
+    still come out. `done(item, images)` gets each rendered item (its images in the order of `item.paths`);
+    `step(n)` is told after each batch how many items it handled (a progress bar's update).
+    """
+    for start in range(0, len(items), batch_size):
+        chunk, ready = items[start:start + batch_size], []
+        for item in chunk:
+            try:
+                ready.append((item, item.prepare()))
+            except (UserError, OSError) as err:
+                failed(item, str(err))
+        for item, images in _render_or_retry(render, ready, failed):
+            done(item, images)
+        if step is not None:
+            step(len(chunk))
+
+
+def _render_or_retry(render: Render, ready: list[tuple[Item, dict[str, Any]]],
+                     failed: Callable[[Item, str], None]) -> list[tuple[Item, list[Image.Image]]]:
     if not ready:
         return []
     try:
         return list(zip([item for item, _ in ready], render([inputs for _, inputs in ready])))
     except (UserError, OSError) as err:
         if len(ready) == 1:
-            report.failed.append((ready[0][0].name, str(err)))
+            failed(ready[0][0], str(err))
             return []
-    return [done for one in ready for done in _render(render, [one], report)]
+    return [done for one in ready for done in _render_or_retry(render, [one], failed)]
 
 
 def pipeline_render(pipeline: Any, num_samples: int = 1, **call_kwargs: Any) -> Render:
