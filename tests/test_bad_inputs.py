@@ -191,7 +191,7 @@ CASES = [
     Case("checkpoint_every=0", _train("train.checkpoint_every=0"), 2,
          lambda w: ["train.checkpoint_every", "0", "an integer >= 1"]),
     Case("max_steps=-1", _train("train.max_steps=-1"), 2, lambda w: ["train.max_steps", "-1", ">= 1"]),
-    Case("--steps 0", _generate_one("", "--steps", "0"), 2, lambda w: ["--steps", "'0'", ">= 1"]),
+    Case("--steps 0", _generate_one("", "--steps", "0"), 2, lambda w: ["--steps", "'0'", "in [1, 1000]"]),
     Case("--guidance nan", _generate_one("", "--guidance", "nan"), 2, lambda w: ["--guidance", "'nan'", "finite"]),
     Case("--guidance inf", _generate_one("", "--guidance", "inf"), 2, lambda w: ["--guidance", "'inf'", "finite"]),
     Case("--limit 0", _generate_split(lambda w: w.data, "--limit", "0"), 2, lambda w: ["--limit", "'0'", ">= 1"]),
@@ -353,11 +353,15 @@ def test_config_values_out_of_range_name_key_value_and_range(override, key, allo
 
 BAD_ARGS = [
     (["generate", "--out", "o", "--source", "s", "--batch-size", "0"], "--batch-size", ">= 1"),
-    (["generate", "--out", "o", "--source", "s", "--num-samples", "0"], "--num-samples", ">= 1"),
+    (["generate", "--out", "o", "--source", "s", "--num-samples", "0"], "--num-samples", "in [1, 64]"),
+    (["generate", "--out", "o", "--source", "s", "--num-samples", "1000000"], "--num-samples", "in [1, 64]"),
     (["generate", "--out", "o", "--source", "s", "--refine-strength", "0"], "--refine-strength", "in (0, 1]"),
     (["generate", "--out", "o", "--source", "s", "--seed", "-3"], "--seed", "in [0, 4294967295]"),
-    (["generate", "--out", "o", "--source", "s", "--steps", "two"], "--steps", "an integer >= 1"),
-    (["refine", "--out", "o", "--images", "x", "--guidance", "-1"], "--guidance", "a finite number >= 0"),
+    (["generate", "--out", "o", "--source", "s", "--steps", "two"], "--steps", "an integer in [1, 1000]"),
+    (["generate", "--out", "o", "--source", "s", "--steps", "1000000000"], "--steps", "an integer in [1, 1000]"),
+    (["refine", "--out", "o", "--images", "x", "--guidance", "-1"], "--guidance", "a finite number in [0, 100]"),
+    (["animate", "--out", "o", "--source", "s", "--poses", "wave", "--guidance", "nan"], "--guidance", "in [0, 100]"),
+    (["animate", "--out", "o", "--source", "s", "--poses", "wave", "--steps", "1001"], "--steps", "in [1, 1000]"),
     (["export-coarse", "--out", "o", "--inpaint", "m", "--limit", "0"], "--limit", ">= 1"),
     (["evaluate", "--pred", "p", "--gt", "g", "--best-of", "0"], "--best-of", ">= 1"),
     (["evaluate", "--pred", "p", "--gt", "g", "--workers", "-1"], "--workers", ">= 0"),
@@ -366,7 +370,8 @@ BAD_ARGS = [
     (["data", "synth", "--out", "o", "--height", "8"], "--height", ">= 32"),
     (["pose", "extract", "x", "--out", "o", "--threshold", "1.5"], "--threshold", "in [0, 1]"),
     (["pose", "render", "x", "--out", "o", "--width", "0"], "--width", ">= 1"),
-    (["demo", "--steps", "0"], "--steps", ">= 1"),
+    (["demo", "--steps", "0"], "--steps", "in [1, 1000]"),
+    (["demo", "--seed", "4294967296"], "--seed", "in [0, 4294967295]"),
 ]
 
 

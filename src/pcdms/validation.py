@@ -2,7 +2,8 @@
 
 One home for the rules, applied at the edge, once: config values when a config is built
 (`pcdms.config.validate` calls `check_config_ranges`), command-line numbers when argparse parses them
-(`type=at_least(1)` and friends), output folders and devices when a command starts. Each message names
+(`type=at_least(1)` and friends; a run setting's option with `setting_arg`, the range its settings file
+is held to), output folders and devices when a command starts. Each message names
 the argument or key, the value given and what is allowed, so no mistake reaches the models as a NaN, a
 division by zero or a silently different run.
 
@@ -15,7 +16,7 @@ import argparse
 import math
 import re
 import tempfile
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,9 @@ SEED = Range(0, SEED_MAX, integer=True)
 #: drawn at that size (a 10^6 x 10^6 canvas from a JSON or annotation row would take terabytes).
 FRAME_SIDE = Range(1, 8192, integer=True)
 
-#: The settings of one generation, as `pcdms generate` takes them and a settings file (`--settings`, the page's
-#: downloads) replays them: one set of ranges for both. None = the model's config.
+#: The settings of one generation, as `pcdms generate` takes them (argparse types from `setting_arg`) and a
+#: settings file (`--settings`, the page's downloads) replays them: one set of ranges for both. None = the
+#: model's config.
 RUN_SETTING_RANGES: dict[str, Range] = {
     "steps": Range(1, 1000, integer=True, nullable=True),  # the schedules have 1000 training timesteps
     "guidance": Range(0.0, 100.0, nullable=True),
@@ -235,7 +237,15 @@ def float_in(low: float | None = None, high: float | None = None, low_open: bool
     return _arg_type(float, Range(low, high, low_open=low_open))
 
 
-SEED_ARG = int_in(0, SEED_MAX)
+def setting_arg(name: str):
+    """argparse `type=` for the run setting `name` (steps, guidance, seed, num_samples, refine_strength): the
+    range of `RUN_SETTING_RANGES`, the one a settings file replayed with `--settings` is held to (leaving the
+    option off, not `null`, is how the command line keeps the model's default)."""
+    rule = replace(RUN_SETTING_RANGES[name], nullable=False)
+    return _arg_type(int if rule.integer else float, rule)
+
+
+SEED_ARG = setting_arg("seed")
 
 
 # ---------------------------------------------------------------- output folders and devices

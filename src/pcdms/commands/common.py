@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pcdms.config import RunConfig, config_to_yaml, load_config, preset_names
 from pcdms.errors import UserError
-from pcdms.validation import SEED_ARG, at_least, check_model_folder, float_in, resolve_device
+from pcdms.validation import at_least, check_model_folder, resolve_device, setting_arg
 
 
 def add_config_args(parser: argparse.ArgumentParser, default: str | None = "tiny") -> None:
@@ -73,15 +73,15 @@ def add_inference_args(parser: argparse.ArgumentParser, unit: str = "pairs") -> 
     parser.add_argument("--model", default=str(DEMO_MODEL),
                         help="a PCDMs model folder (config.yaml + prior/ inpaint/ refine/); default: the shipped demo model")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--steps", type=at_least(1), default=None,
+    parser.add_argument("--steps", type=setting_arg("steps"), default=None,
                         help="sampling steps per stage (default: the model's config)")
-    parser.add_argument("--guidance", type=float_in(0), default=None,
+    parser.add_argument("--guidance", type=setting_arg("guidance"), default=None,
                         help="one guidance scale for every stage (default: the config's per-stage scales, 2.0 in the paper)")
-    parser.add_argument("--refine-strength", type=float_in(0, 1, low_open=True), default=None, metavar="S",
+    parser.add_argument("--refine-strength", type=setting_arg("refine_strength"), default=None, metavar="S",
                         help="stage 3 from pure noise (1, the paper) or, below 1, image-to-image from the input "
                              "noised this far up the schedule, running that share of the steps (default: the "
                              "model's config)")
-    parser.add_argument("--seed", type=SEED_ARG, default=0,
+    parser.add_argument("--seed", type=setting_arg("seed"), default=0,
                         help="random seed; each pair seeds from (seed, pair index)")
     parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                         help="weights and activations on the GPU (fp16/bf16 halve memory and time)")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pcdms.commands.common import DEMO_MODEL
-from pcdms.validation import SEED_ARG, at_least, check_weight_files, prepare_output_dir
+from pcdms.validation import check_weight_files, prepare_output_dir, setting_arg
 
 ASSETS = DEMO_MODEL.parent  # the demo model and the shipped inputs it runs on
 
@@ -30,8 +30,8 @@ Writes to --out:
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
     parser.add_argument("--model", default=str(DEMO_MODEL), help="model folder (default: the shipped demo model)")
-    parser.add_argument("--steps", type=at_least(1), default=None, help="sampling steps per stage (default: the model's own; 10 for the shipped demo model)")
-    parser.add_argument("--seed", type=SEED_ARG, default=0)
+    parser.add_argument("--steps", type=setting_arg("steps"), default=None, help="sampling steps per stage (default: the model's own; 10 for the shipped demo model)")
+    parser.add_argument("--seed", type=setting_arg("seed"), default=0)
     parser.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from pcdms.commands.common import DEMO_MODEL, add_inference_args, announce, load_pose, start
 from pcdms.errors import UserError
-from pcdms.validation import at_least, check_model_folder, prepare_output_dir
+from pcdms.validation import at_least, check_model_folder, prepare_output_dir, setting_arg
 
 if TYPE_CHECKING:
     from pcdms.data.formats import ImageEntry, SplitData
@@ -58,7 +58,7 @@ Replay a result of `pcdms app` from its settings file:
     gen.add_argument("--dataset", help="dataset root (dataset mode)")
     gen.add_argument("--split", default="test", help="dataset split (default: test)")
     gen.add_argument("--limit", type=at_least(1), default=None, help="only the first N pairs of the split")
-    gen.add_argument("--num-samples", type=at_least(1), default=1, help="samples per pair")
+    gen.add_argument("--num-samples", type=setting_arg("num_samples"), default=1, help="samples per pair")
     gen.add_argument("--stages", default=None, choices=("full", "B1", "B2", "B3"),
                      help="which stages run (default: every stage the model has; the authors' simplified model "
                           "is stage 2 alone)")
