@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -75,11 +76,15 @@ def test_a_failed_job_is_reported_and_the_next_one_runs(pipe, request_, monkeypa
     *_, last = page.on_run(*args)
     assert "The job failed" in last[-1] and "out of memory (simulated)" in last[-1]
     monkeypatch.setattr(type(pipe), "__call__", broken)
-    *running, last = page.on_run(*args)
+    strips = []  # the process strips shown while it runs (files of the page's own, opened as the browser does)
+    for outputs in page.on_run(*args):
+        if isinstance(outputs[1], str):
+            strips.append(Image.open(outputs[1]))
+    last = outputs
     assert last[-1].startswith("Done: 1 sample") and last[3]["label"].startswith("final (= coarse")
     assert [(image["width"], image["height"]) for image in last[3]["images"]] == [request_.source.size]
-    strips = [outputs[1] for outputs in running if isinstance(outputs[1], Image.Image)]
-    assert len(strips) == 2 and strips[1].width == 2 * strips[0].width  # the process grows while it runs
+    assert len(strips) == 3 and strips[1].width == 2 * strips[0].width  # the process grows while it runs
+    assert strips[2].size == strips[1].size  # the whole process at the end
     *_, nothing = page.on_run(None, editor, "B1", 2, 2.0, 0, 1, 1.0)
     assert "Give a source photo" in nothing[-1]
 
@@ -143,7 +148,8 @@ def test_a_source_photo_with_nobody_found_takes_the_editors_pose_as_its_own_and_
     page = Page(pipe, "demo")
     view, message, source = page.on_upload(str(samples_dir / "img3.png"))  # an illustration: MediaPipe finds nobody
     assert "No person found in img3.png" in message and EDITOR_AS_SOURCE in message
-    assert source["pose"] is None and view is source["image"]
+    assert source["pose"] is None and np.array_equal(np.asarray(Image.open(view)), np.asarray(source["image"]))
+    assert (samples_dir / "img3.png").is_file()  # only an upload in Gradio's cache is deleted after reading
     settings = ("B2", 1, 2.0, 0, 1, 0.5)  # stages, steps, guidance, seed, samples, refine strength
     refused = list(page.on_run(source, page.initial_editor(), *settings))
     assert "Give a source photo with a person first" in refused[-1][-1]
@@ -152,6 +158,7 @@ def test_a_source_photo_with_nobody_found_takes_the_editors_pose_as_its_own_and_
     view, message, source = page.on_editor_as_source(source, editor_value(placed))
     assert message.startswith("Source pose placed by hand: the editor's 18 of 18 joints (no person was found)")
     image, pose = source["image"], source["pose"]
+    view = Image.open(view)
     assert (pose.height, pose.width) == (image.height, image.width) and view.size == image.size
     # in the photo's own frame: the pipeline's mapping into the model frame gives back the editor's pose
     fit = Fit.of(image.width, image.height, pipe.height, pipe.width, pipe.stretch)
@@ -167,15 +174,35 @@ def test_a_source_photo_with_nobody_found_takes_the_editors_pose_as_its_own_and_
                                                              source)
 
 
-def test_a_closed_job_stops_its_worker(pipe, request_):
-    """A job given up (page closed, event cancelled) must not keep sampling beside the next one."""
+def test_a_closed_job_stops_its_worker_at_its_next_step_and_the_next_job_waits_for_it(pipe, request_):
+    """A job given up (page closed, event cancelled) must not keep sampling beside the next one; closing does not
+    wait for the step under way (Gradio closes generators in its event loop)."""
     import threading
+    import time
 
-    job = run_job(pipe, request_, model_name(DEMO_MODEL))
+    from pcdms.app.jobs import COMPUTE
+
+    def workers() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "pcdms-app-job" and thread.is_alive()]
+
+    long = dataclasses.replace(request_, steps=100)
+    job = run_job(pipe, long, model_name(DEMO_MODEL))
     first = next(job)
     assert first.images is None and first.error is None
     job.close()  # what Gradio does to a cancelled generator
-    assert not any(thread.name == "pcdms-app-job" and thread.is_alive() for thread in threading.enumerate())
+    for worker in workers():
+        worker.join(timeout=30)
+    assert not workers() and not COMPUTE.locked()
+    # a job that never yields a step for `tick_s` still yields (a cancel can close it meanwhile)
+    with COMPUTE:  # the pipeline is busy: this job's worker waits
+        waiting = run_job(pipe, request_, model_name(DEMO_MODEL), tick_s=0.05)
+        start = time.monotonic()
+        tick = next(waiting)
+        assert tick.tick and tick.images is None and time.monotonic() - start < 5
+        waiting.close()
+    for worker in workers():
+        worker.join(timeout=30)
+    assert not workers()
 
 
 def test_run_disables_the_button_until_the_job_ends_and_gallery_picks_are_checked(pipe):
@@ -214,21 +241,45 @@ def test_editor_events_accept_only_the_model_frame(pipe, change):
             event(forged)
 
 
-def test_download_folders_are_removed_when_old_and_at_close(tmp_path):
+def test_session_files_are_deleted_when_replaced_when_the_page_closes_when_old_and_at_close(tmp_path):
     import os
     import time
 
-    from pcdms.app.guard import DownloadFolders
+    from pcdms.app.guard import SessionFiles
 
-    folders = DownloadFolders(keep_s=60)
-    first = folders.new()
+    files = SessionFiles(tmp_path, keep_s=60)
+    assert files.root.parent == tmp_path and files.root.name.startswith("pcdms-app-")
+    first = files.new("a", "job")
     (first / "result.png").write_bytes(b"x")
+    other = files.new("b", "job")  # another page's job is not this page's
+    second = files.new("a", "job")  # this page's next job replaces its downloads
+    assert not first.exists() and second.is_dir() and other.is_dir()
+    strips = [files.image("a", "process", Image.new("RGB", (4, 4)), keep=2) for _ in range(3)]
+    assert [os.path.isfile(path) for path in strips] == [False, True, True]
+    files.end("a")  # the page was closed
+    assert not second.exists() and not any(os.path.exists(path) for path in strips) and other.is_dir()
     old = time.time() - 120
-    os.utime(first, (old, old))
-    second = folders.new()  # a new job sweeps the folders older than keep_s
-    assert not first.exists() and second.is_dir()
-    folders.close()
-    assert not folders.root.exists()
+    os.utime(other, (old, old))
+    files.new("c", "job")  # any new folder sweeps those older than keep_s
+    assert not other.exists()
+    files.close()
+    assert not files.root.exists()
+
+
+def test_only_uploads_in_gradios_cache_are_deleted(tmp_path):
+    from pcdms.app.guard import SessionFiles, delete_upload
+
+    cache = tmp_path / "cache"
+    upload = cache / "0123abcd" / "photo.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"x")
+    files = SessionFiles(cache)
+    shown = files.image("a", "source", Image.new("RGB", (4, 4)))
+    outside = tmp_path / "photo.png"
+    outside.write_bytes(b"x")
+    for kept in (outside, shown, cache / "0123abcd" / ".." / ".." / "photo.png"):  # a path a request could name
+        assert not delete_upload(kept, cache) and os.path.isfile(kept)
+    assert delete_upload(upload, cache) and not upload.parent.exists()
 
 
 def test_a_job_passes_its_settings_with_its_call_and_leaves_the_shared_pipeline_alone(pipe, request_):

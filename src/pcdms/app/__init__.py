@@ -2,7 +2,8 @@
 
 `serve` loads a model folder with `PCDMsPipeline.from_pretrained` and starts the page (`pcdms.app.page`)
 with safe defaults: bound to 127.0.0.1 unless told otherwise, uploads capped, one job at a time with a
-queue that tells waiting users their place.
+queue that tells waiting users their place, a few queued or running jobs per client address, and the files it
+shows deleted once they are no longer shown (`pcdms.app.guard`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo" / "model"
 MAX_UPLOAD = "20mb"
 QUEUE_SIZE = 32
+PER_CLIENT = 2  # jobs one client address may have queued or running at once (pcdms.app.guard.ClientLimit)
 
 
 def model_name(folder: str | Path) -> str:
@@ -21,9 +23,10 @@ def model_name(folder: str | Path) -> str:
 
 
 def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
-          block: bool = True, queue_size: int = QUEUE_SIZE):
+          block: bool = True, queue_size: int = QUEUE_SIZE, per_client: int = PER_CLIENT):
     """Load the model and serve the page; returns the Gradio Blocks (running) when `block` is False.
-    `queue_size`: jobs that may wait at once (more are refused with a message); requests from other sites
+    `queue_size`: jobs that may wait at once (more are refused with a message); `per_client`: jobs one client
+    address may have queued or running at once (more are refused with a message); requests from other sites
     are refused (`pcdms.app.guard.SameOrigin`)."""
     import os
 
@@ -34,8 +37,12 @@ def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7
     from pcdms.app.page import CSS, build_page
     from pcdms.pipeline import PCDMsPipeline
 
+    from pcdms.errors import UserError
+
+    if queue_size < 1 or per_client < 1:
+        raise UserError(f"the queue size and the jobs per client must be at least 1, got {queue_size} and {per_client}")
     pipe = PCDMsPipeline.from_pretrained(model, device=device)
-    blocks = build_page(pipe, model_name(model))
+    blocks = build_page(pipe, model_name(model), per_client)
     blocks.queue(default_concurrency_limit=1, max_size=queue_size)
     try:
         blocks.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,

@@ -5,8 +5,11 @@ every step of every stage (paper Sec. 3): it counts steps for the per-stage prog
 steps of stages 2 and 3, decodes the predicted clean image (x0) so the page shows the diffusion process
 while it happens. The page runs one job at a time (Gradio's queue, concurrency 1); a job's sampling settings
 go with its call (`PCDMsPipeline.with_sample`), never into the shared pipeline. A job given up (the page closed,
-the event cancelled: its generator is closed) stops its worker at the next step and waits for it, so it frees
-the pipeline for the next job.
+the event cancelled: its generator is closed) stops its worker at the next step. Closing does not wait for that
+step (Gradio closes generators in its event loop, which a wait of one step would freeze for every page); instead
+workers compute one at a time (`COMPUTE`), so a next job's worker starts once the given-up one has stopped.
+Gradio can close a generator only between two of its updates: with `tick_s` the job also yields an unchanged
+update (`JobUpdate.tick`) that often while a step takes longer, so a cancel never waits for a slow step.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pcdms.pose import Pose, write_openpose_json
 from pcdms.replay import RunSettings, pixels_sha256, write_settings
 
 PREVIEW_EVERY = 4  # decode x0 every this many steps of stages 2 and 3 (and on the last step)
+COMPUTE = threading.Lock()  # held by the worker that runs the pipeline: one job computes at a time
 
 
 class JobCancelled(Exception):
@@ -59,6 +63,7 @@ class JobUpdate:
     process: list[Image.Image] | None = None
     files: list[str] | None = None
     error: str | None = None
+    tick: bool = False  # nothing new: only a chance to give the job up between two steps
 
 
 def stages_run(pipe: PCDMsPipeline, stages: str) -> list[str]:
@@ -74,10 +79,11 @@ def stage_steps(pipe: PCDMsPipeline, request: JobRequest) -> dict[str, int]:
     return steps
 
 
-def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str,
-            downloads: Path | None = None) -> Iterator[JobUpdate]:
-    """Yield a `JobUpdate` on each step (and previews) while the job runs, then one with results or error.
-    The downloads are written into `downloads` (default: a new temporary folder)."""
+def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str, downloads: Path | None = None,
+            tick_s: float | None = None) -> Iterator[JobUpdate]:
+    """Yield a `JobUpdate` on each step (and previews) while the job runs, then one with results or error, and
+    with `tick_s` a `tick` update whenever that long passed without a step. The downloads are written into
+    `downloads` (default: a new temporary folder). Closing the generator stops the worker at its next step."""
     totals = stage_steps(pipe, request)
     events: queue.Queue = queue.Queue()
     done = {name: 0 for name in totals}
@@ -94,21 +100,30 @@ def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str,
         events.put(("step", stage, i + 1, preview))
 
     def work() -> None:
-        try:
-            job = pipe.with_sample(refine_strength=request.refine_strength)  # never changes the shared pipeline
-            result = job(request.source, request.target_pose, request.source_pose, stages=request.stages,
-                          num_inference_steps=request.steps, guidance_scale=request.guidance,
-                          generator=torch.Generator().manual_seed(request.seed), num_samples=request.num_samples,
-                          callback=callback, return_process=True)
-            events.put(("done", result))
-        except Exception as err:  # noqa: BLE001 - any failure is shown in the page; the server goes on
-            events.put(("error", f"{type(err).__name__}: {err}" if not _is_user_error(err) else str(err)))
+        with COMPUTE:
+            if cancelled.is_set():  # given up while it waited for the pipeline
+                return
+            try:
+                job = pipe.with_sample(refine_strength=request.refine_strength)  # never changes the shared pipeline
+                result = job(request.source, request.target_pose, request.source_pose, stages=request.stages,
+                              num_inference_steps=request.steps, guidance_scale=request.guidance,
+                              generator=torch.Generator().manual_seed(request.seed), num_samples=request.num_samples,
+                              callback=callback, return_process=True)
+                events.put(("done", result))
+            except JobCancelled:
+                return
+            except Exception as err:  # noqa: BLE001 - any failure is shown in the page; the server goes on
+                events.put(("error", f"{type(err).__name__}: {err}" if not _is_user_error(err) else str(err)))
 
     worker = threading.Thread(target=work, name="pcdms-app-job", daemon=True)
     worker.start()
     try:
         while True:
-            kind, *payload = events.get()
+            try:
+                kind, *payload = events.get(timeout=tick_s)
+            except queue.Empty:
+                yield JobUpdate(progress=_fractions(done, totals), tick=True)
+                continue
             if kind == "step":
                 stage, count, preview = payload
                 done[stage] = max(done.get(stage, 0), count)
@@ -122,9 +137,8 @@ def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str,
                 yield JobUpdate(progress={name: 1.0 for name in totals}, images=result.images,
                                 coarse_images=result.coarse_images, process=result.process, files=files)
                 return
-    finally:  # also when the generator is closed early: no worker may outlive its job
+    finally:  # also when the generator is closed early: the worker stops at its next step (not waited for)
         cancelled.set()
-        worker.join()
 
 
 def _fractions(done: dict[str, int], totals: dict[str, int]) -> dict[str, float]:

@@ -5,21 +5,25 @@ gallery in `pcdms.app.picker`, progress and result panels in `pcdms.app.results`
 `pcdms.app.jobs`. On Run the page scrolls to the result section (status, progress, process and downloads
 beside the coarse and final images, sized to fit the window) and Run stays disabled until this page's job
 has ended. Nothing on the page names a server path: demo inputs and gallery poses are chosen by name or
-index from lists built here, uploads are decoded by content into memory, downloads are fresh temporary
-files. Every user mistake (not an image, no person, no pose) becomes a message in the page.
+index from lists built here, uploads are decoded by content into memory (and their files deleted at once),
+what the page shows is written to the session's own folders (`pcdms.app.guard.SessionFiles`: a replaced picture
+or job's downloads are deleted, a closed page's all). A client may hold a few jobs queued or running at once
+(`pcdms.app.guard.ClientLimit`, checked when a job is submitted). Every user mistake (not an image, no person,
+no pose, too many jobs) becomes a message in the page.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
-from pcdms.app import poses
+from pcdms.app import PER_CLIENT, poses
 from pcdms.app.editor import pose_editor
-from pcdms.app.guard import DownloadFolders
+from pcdms.app.guard import ClientLimit, SessionFiles, TooManyJobs, delete_upload
 from pcdms.app.jobs import JobRequest, run_job, stages_run
 from pcdms.app.picker import picker_value, pose_picker
 from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
@@ -36,6 +40,7 @@ Give a photo of a person (**1**), choose the pose they should take (**2**), then
 the image the model receives."""
 EDITOR_AS_SOURCE = "Use the target editor's pose as the source pose"
 READY = "Press **Run**: the progress and the result show here."
+TICK_S = 0.5  # a job's longest silence: a cancel waits at most this long, not for a slow step
 COARSE, FINAL, FINAL_NO_REFINE = "coarse (stage 2)", "final", "final (= coarse: no stage 3)"
 # Client-side, on Run: bring the result section to the top of the window (where status and result appear).
 SCROLL_TO_RESULTS = """() => {
@@ -55,13 +60,28 @@ def _name(path: str | None) -> str:
     return html.escape(Path(path).name) if path else "the file"
 
 
+LOCAL = "in-process"  # the session and client of a handler called without a page (tests, scripts)
+
+
+def _session(request: gr.Request | None) -> str:
+    """The page session an event came from (a page view: its files are kept for it)."""
+    return getattr(request, "session_hash", None) or LOCAL
+
+
+def _client(request: gr.Request | None) -> str:
+    """The address an event came from: jobs are limited per address (a session is the client's own choice)."""
+    client = getattr(request, "client", None) if request is not None else None
+    return getattr(client, "host", None) or LOCAL
+
+
 class Page:
     """The page's event handlers, bound to one pipeline (the model frame comes from it)."""
 
-    def __init__(self, pipe: PCDMsPipeline, model_name: str) -> None:
+    def __init__(self, pipe: PCDMsPipeline, model_name: str, per_client: int = PER_CLIENT) -> None:
         self.pipe, self.model_name = pipe, model_name
         self.height, self.width = pipe.height, pipe.width
-        self.downloads = DownloadFolders()
+        self.files = SessionFiles()
+        self.limit = ClientLimit(per_client)
         self.gallery = gallery()
         self.demo_inputs = poses.demo_inputs()
         self.standing = self.in_model_frame(self.gallery[poses.DEFAULT_GALLERY_POSE])
@@ -99,9 +119,14 @@ class Page:
         return stages_run(self.pipe, stages)
 
     # ------------------------------------------------------------ source
-    def load_source(self, path: str | None, display_name: str):
-        """-> (photo with its pose drawn, message, state). The state is None unless the photo was read, and
-        its pose None when no person was found in it (Run refuses it until one is placed by hand)."""
+    def shown(self, request: gr.Request | None, kind: str, image: Image.Image, keep: int = 1) -> str:
+        """`image` as a file of this page session, replacing its `kind` shown before (see `SessionFiles`)."""
+        return self.files.image(_session(request), kind, image, keep)
+
+    def load_source(self, path: str | None, display_name: str, request: gr.Request | None = None):
+        """-> (photo with its pose drawn (a file of the session), message, state). The state is None unless the
+        photo was read, and its pose None when no person was found in it (Run refuses it until one is placed by
+        hand)."""
         if not path:
             return None, "", None
         try:
@@ -112,15 +137,22 @@ class Page:
         if pose is None:  # the photo is kept: its pose can be placed by hand (`on_editor_as_source`)
             message = (f"**Problem:** No person found in {display_name}: try a photo where one person is seen whole, "
                        f"or place the person's pose in the editor of step 2 and press *{EDITOR_AS_SOURCE}*.")
-            return photo.image, message, {"image": photo.image, "pose": None, "note": photo.note}
-        note = f" ({photo.note})" if photo.note else ""
-        message = f"Pose found in {display_name}{note}: {int(pose.visible.sum())} of 18 joints."
-        return poses.overlay(photo.image, pose), message, {"image": photo.image, "pose": pose, "note": photo.note}
+            view = photo.image
+        else:
+            note = f" ({photo.note})" if photo.note else ""
+            message = f"Pose found in {display_name}{note}: {int(pose.visible.sum())} of 18 joints."
+            view = poses.overlay(photo.image, pose)
+        return self.shown(request, "source", view), message, {"image": photo.image, "pose": pose, "note": photo.note}
 
-    def on_upload(self, path: str | None):
-        return self.load_source(path, _name(path))
+    def on_upload(self, path: str | None, request: gr.Request = None):
+        """An uploaded photo: read into memory, then its file is deleted (nothing keeps it on the server)."""
+        try:
+            return self.load_source(path, _name(path), request)
+        finally:
+            if path:
+                delete_upload(path)
 
-    def on_editor_as_source(self, source: dict | None, editor: object):
+    def on_editor_as_source(self, source: dict | None, editor: object, request: gr.Request = None):
         """The editor's pose, mapped from the model frame into the source photo's, as the source pose: for a
         photo MediaPipe finds nobody in (a drawn character), or one whose found pose is wrong.
         -> (photo with the pose drawn, message, state), as `load_source`."""
@@ -134,12 +166,12 @@ class Page:
         replaced = "no person was found" if source["pose"] is None else "it replaces the pose found"
         message = (f"Source pose placed by hand: the editor's {int(pose.visible.sum())} of 18 joints ({replaced}); "
                    "now choose the target pose.")
-        return poses.overlay(image, pose), message, {**source, "pose": pose}
+        return self.shown(request, "source", poses.overlay(image, pose)), message, {**source, "pose": pose}
 
-    def on_demo_input(self, name: str | None):
+    def on_demo_input(self, name: str | None, request: gr.Request = None):
         if name not in self.demo_inputs:  # only names from the list are accepted, never a path
             return None, "", None
-        return self.load_source(str(self.demo_inputs[name]), html.escape(name))
+        return self.load_source(str(self.demo_inputs[name]), html.escape(name), request)
 
     # ------------------------------------------------------------ target
     def on_gallery(self, event: gr.EventData):
@@ -154,8 +186,15 @@ class Page:
         return poses.editor_value(pose, self.standing), pose, f"Target pose: **{name}** from the gallery."
 
     def on_pose_photo(self, path: str | None, editor: dict, reset: Pose | None):
+        """A photo or skeleton picture for the target pose: read, then its file is deleted."""
         if not path:
             return editor, reset, ""
+        try:
+            return self._pose_photo(path, editor, reset)
+        finally:
+            delete_upload(path)
+
+    def _pose_photo(self, path: str, editor: dict, reset: Pose | None):
         try:
             photo = poses.read_photo(path, _name(path))
         except poses.PhotoError as err:
@@ -178,9 +217,14 @@ class Page:
         return poses.editor_value(reset or self.standing, self.standing)
 
     # ------------------------------------------------------------ run
-    def on_start(self, stages: str):
+    def on_start(self, stages: str, request: gr.Request = None):
         """Run clicked (before the job is queued): disable Run, clear the last result, say the job waits.
-        Outputs: (run button, bars, live preview, coarse, final, downloads, message)."""
+        Outputs: (run button, bars, live preview, coarse, final, downloads, message). A client holding its limit
+        of jobs is told so (`gr.Error`) and nothing follows."""
+        try:
+            self.limit.check(_client(request))
+        except TooManyJobs as err:
+            raise gr.Error(f"Not queued: {err}.") from None
         idle = {name: 0.0 for name in self.stages_run(stages)}
         return (gr.Button(interactive=False), stage_bars(idle), None, panel_value(COARSE, hint=WAITING),
                 panel_value(FINAL, hint=WAITING), None, "Waiting for the model ...")
@@ -190,9 +234,34 @@ class Page:
         """The job ended, whichever way (result, error, cancelled): Run can be pressed again."""
         return gr.Button(interactive=True)
 
+    def admit(self, source: object, editor: object, stages: object, steps: object, guidance: object, seed: object,
+              samples: object, strength: object, request: gr.Request = None) -> list[dict]:
+        """The run's validator: Gradio calls it when the job is submitted, before it is queued. A client holding
+        its limit of queued or running jobs is refused (nothing is queued); else the job takes a place, freed when
+        it ends (`on_run`). -> a `gr.validate` per input."""
+        try:
+            self.limit.admit(_client(request), _session(request))
+        except TooManyJobs as err:
+            return [gr.validate(False, f"Not queued: {err}.")] + [gr.validate(True, "")] * 7
+        return [gr.validate(True, "")] * 8
+
+    def on_unload(self, request: gr.Request = None) -> None:
+        """The page was closed or reloaded: its files are deleted, its jobs not yet started free their places."""
+        self.files.end(_session(request))
+        self.limit.end_session(_session(request))
+
     def on_run(self, source: dict | None, editor: dict, stages: str, steps: float, guidance: float, seed: float,
-               samples: float, strength: float):
-        """Generator for the run outputs: (bars, live preview, coarse, final, downloads, message)."""
+               samples: float, strength: float, request: gr.Request = None):
+        """Generator for the run outputs: (bars, live preview, coarse, final, downloads, message). The job's place
+        (`ClientLimit`) is freed when it ends, also when it is given up (the generator closed)."""
+        ticket = self.limit.start(_client(request), _session(request))
+        try:
+            yield from self._run(source, editor, stages, steps, guidance, seed, samples, strength, request)
+        finally:
+            self.limit.finish(ticket)
+
+    def _run(self, source: dict | None, editor: dict, stages: str, steps: float, guidance: float, seed: float,
+             samples: float, strength: float, request: gr.Request | None):
         final_label = FINAL if "refine" in self.stages_run(stages) else FINAL_NO_REFINE
         empty = (panel_value(COARSE), panel_value(final_label), None)
         if source is None or source["pose"] is None:
@@ -203,22 +272,32 @@ class Page:
         if not target.visible.any():
             yield stage_bars({}), None, *empty, "**Problem:** The target pose has no visible joint."
             return
-        request = JobRequest(source["image"], source["pose"], target, stages, int(steps), float(guidance),
-                             int(seed), int(samples), float(strength), source["note"])
+        job = JobRequest(source["image"], source["pose"], target, stages, int(steps), float(guidance),
+                         int(seed), int(samples), float(strength), source["note"])
+        # Said before the job starts computing: Gradio can close (cancel) a generator only once it has yielded
+        yield stage_bars({name: 0.0 for name in self.stages_run(stages)}), None, *(gr.skip(),) * 3, "Starting ..."
         frames: list[Image.Image] = []  # the predicted clean images so far, shown as a growing strip
-        for update in run_job(self.pipe, request, self.model_name, self.downloads.new()):
-            if update.preview is not None:
-                frames.append(update.preview)
-            strip = _strip(frames) if update.preview is not None else gr.skip()
-            if update.error:
-                yield stage_bars(update.progress), strip, *empty, f"**The job failed:** {html.escape(update.error)}"
-                return
-            if update.images is None:
-                yield stage_bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
-                continue
-            yield (stage_bars(update.progress), update.process[0] if update.process else _strip(frames),
-                   panel_value(COARSE, update.coarse_images), panel_value(final_label, update.images), update.files,
-                   f"Done: {len(update.images)} sample(s), seed {int(seed)}.")
+        # the job's downloads replace the session's last ones; the strip shown keeps the one before (still loading)
+        downloads = self.files.new(_session(request), "job")
+        with contextlib.closing(run_job(self.pipe, job, self.model_name, downloads, tick_s=TICK_S)) as updates:
+            for update in updates:
+                if update.tick:  # nothing new; Gradio may close (cancel) the job here
+                    yield (gr.skip(),) * 6
+                    continue
+                if update.preview is not None:
+                    frames.append(update.preview)
+                strip = (self.shown(request, "process", _strip(frames), keep=2) if update.preview is not None
+                         else gr.skip())
+                if update.error:
+                    yield stage_bars(update.progress), strip, *empty, f"**The job failed:** {html.escape(update.error)}"
+                    return
+                if update.images is None:
+                    yield stage_bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
+                    continue
+                process = update.process[0] if update.process else _strip(frames)
+                yield (stage_bars(update.progress), self.shown(request, "process", process, keep=2),
+                       panel_value(COARSE, update.coarse_images), panel_value(final_label, update.images),
+                       update.files, f"Done: {len(update.images)} sample(s), seed {int(seed)}.")
 
 
 def _strip(frames: list[Image.Image]) -> Image.Image | None:
@@ -279,9 +358,9 @@ def _result_section(page: Page) -> dict[str, gr.components.Component]:
 CACHE_SWEEP_S, CACHE_KEEP_S = 600, 3600
 
 
-def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
-    """The gr.Blocks page for one loaded pipeline."""
-    page = Page(pipe, model_name)
+def build_page(pipe: PCDMsPipeline, model_name: str, per_client: int = PER_CLIENT) -> gr.Blocks:
+    """The gr.Blocks page for one loaded pipeline; a client may hold `per_client` jobs queued or running."""
+    page = Page(pipe, model_name, per_client)
     # Gradio's cache (uploads, served copies of results): files older than an hour go every ten minutes, all
     # of it when the server stops
     with gr.Blocks(title="PCDMs pose transfer", analytics_enabled=False,
@@ -327,14 +406,17 @@ def build_page(pipe: PCDMsPipeline, model_name: str) -> gr.Blocks:
         mirror.click(page.on_mirror, editor, editor)
         reset.click(page.on_reset, reset_state, editor)
         _wire_run(page, run, [source_state, editor, *settings], result)
+        blocks.unload(page.on_unload)
     return blocks
 
 
 def _wire_run(page: Page, run: gr.Button, inputs: list, result: dict) -> None:
     """Run: scroll to the result and disable Run at once (not queued), then the job (queued, one at a time),
-    then enable Run again; `.then` follows the job however it ended (result, error or cancelled)."""
+    then enable Run again; `.then` follows the job however it ended (result, error or cancelled). The job's
+    validator (`Page.admit`) counts it against its client's limit when it is submitted, before Gradio queues it."""
     outputs = [result[name] for name in ("bars", "process", "coarse", "final", "downloads", "message")]
     run.click(None, js=SCROLL_TO_RESULTS)
     started = run.click(page.on_start, inputs[2], [run, *outputs], queue=False, show_progress="hidden")
-    job = started.success(page.on_run, inputs, outputs, concurrency_limit=1, concurrency_id="pipeline")
+    job = started.success(page.on_run, inputs, outputs, concurrency_limit=1, concurrency_id="pipeline",
+                          validator=page.admit)
     job.then(page.on_end, None, run, queue=False, show_progress="hidden")

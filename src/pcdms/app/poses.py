@@ -115,7 +115,7 @@ def pose_from_editor(value: dict) -> Pose:
     if len(joints) != NUM_JOINTS:
         raise ValueError(f"editor sent {len(joints)} joints, expected {NUM_JOINTS}")
     height, width = int(value["height"]), int(value["width"])
-    xy = np.array([[float(j["x"]), float(j["y"])] for j in joints], dtype=np.float32)
+    xy = np.array([[float(j["x"]), float(j["y"])] for j in joints], dtype=np.float64)
     visible = np.array([bool(j["visible"]) for j in joints])
     pose = Pose(xy, visible, height, width)
     return Pose(pose.xy, pose.inside(), height, width)
@@ -124,7 +124,7 @@ def pose_from_editor(value: dict) -> Pose:
 def _keep_positions(value: dict) -> Pose:
     """All joints of the editor's value as if visible (their stored places), for hidden-joint recall."""
     joints = value["joints"]
-    xy = np.array([[float(j["x"]), float(j["y"])] for j in joints], dtype=np.float32)
+    xy = np.array([[float(j["x"]), float(j["y"])] for j in joints], dtype=np.float64)
     return Pose(xy, np.ones(NUM_JOINTS, dtype=bool), int(value["height"]), int(value["width"]))
 
 

@@ -8,7 +8,7 @@ from pcdms.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from pcdms.app import DEMO_MODEL, MAX_UPLOAD, QUEUE_SIZE
+    from pcdms.app import DEMO_MODEL, MAX_UPLOAD, PER_CLIENT, QUEUE_SIZE
     from pcdms.validation import int_in
 
     parser = subparsers.add_parser(
@@ -25,16 +25,20 @@ Serve a page where anyone tries pose transfer (Gradio), on the shipped demo mode
   the predicted clean image, then the coarse and final images whole, sized to the window, and
   downloads: the image, the target pose (OpenPose JSON) and a settings file that
   `pcdms generate --settings FILE --source PHOTO --out DIR` replays.
-One job runs at a time; others wait in a queue (--queue-size) and see their place. Binds to 127.0.0.1
-(this machine only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network. Requests from
-other sites (another page open in the browser) are refused; uploads and results are deleted after an hour
-and when the app stops.""")
+One job runs at a time; others wait in a queue (--queue-size) and see their place; one client address may
+have --per-client jobs waiting or running, more are refused with a message. Binds to 127.0.0.1 (this machine
+only) unless --host says otherwise, e.g. --host 0.0.0.0 to serve your network. Requests from other sites
+(another page open in the browser) are refused. An upload is deleted once read; a shown picture or a job's
+downloads when the next replaces it or the page is closed; everything after an hour and when the app stops.""")
     parser.add_argument("--model", default=str(DEMO_MODEL), help="a PCDMs model folder (default: the shipped demo model)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--queue-size", type=int_in(1, 1000), default=QUEUE_SIZE, metavar="N",
                         help=f"jobs that may wait at once; more are refused with a message (default {QUEUE_SIZE})")
+    parser.add_argument("--per-client", type=int_in(1, 1000), default=PER_CLIENT, metavar="N",
+                        help="jobs one client address may have waiting or running at once; more are refused with a "
+                             f"message (default {PER_CLIENT}; behind a proxy every user has the proxy's address)")
     parser.set_defaults(func=run_app)
 
 
@@ -49,5 +53,6 @@ def run_app(args: argparse.Namespace) -> int:
         raise UserError(f"the app needs gradio (pip install 'gradio==6.31.0'): {err}") from None
     from pcdms.app import serve
 
-    serve(args.model, args.host, args.port, resolve_device(args.device), block=True, queue_size=args.queue_size)
+    serve(args.model, args.host, args.port, resolve_device(args.device), block=True, queue_size=args.queue_size,
+          per_client=args.per_client)
     return 0
