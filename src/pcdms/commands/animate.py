@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from pcdms.errors import UserError, warn
+from pcdms.validation import at_least, float_in
 
 DEFAULT_FPS = 12.0
 SETTINGS_FILE = "animation.json"
@@ -46,9 +47,9 @@ draws new noise per frame (for comparison). --stages B2 skips the refiner (docs/
     parser.add_argument("--source-pose", metavar="NAME_OR_FILE",
                         help="the source's pose: COCO-18 JSON, a photo or a gallery pose name (`pcdms pose gallery`); "
                              "default: extracted from --source")
-    parser.add_argument("--frames", type=int, default=None, metavar="N",
+    parser.add_argument("--frames", type=at_least(1), default=None, metavar="N",
                         help="a built-in motion in N frames (default: its own, 24-32); a folder or video: its first N")
-    parser.add_argument("--fps", type=float, default=None,
+    parser.add_argument("--fps", type=float_in(0, low_open=True), default=None,
                         help=f"frame rate of the video (default: the input video's, else {DEFAULT_FPS:g})")
     parser.add_argument("--side-by-side", action="store_true", help="the pose skeleton beside each frame of the video")
     parser.add_argument("--noise", choices=("shared", "fresh"), default="shared",
@@ -56,7 +57,7 @@ draws new noise per frame (for comparison). --stages B2 skips the refiner (docs/
     parser.add_argument("--stages", default="full", choices=("full", "B2"), help="full, or B2 = prior + inpaint")
     parser.add_argument("--framing", choices=("source", "as-is"), default="source",
                         help="fit a folder's or video's poses to the source's place and size (default), or not")
-    parser.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+    parser.add_argument("--smooth", type=float_in(0), default=None, metavar="SIGMA",
                         help="smooth joints over time with a Gaussian of SIGMA frames (default: 1 for a video, "
                              "else 0); gaps of up to 2 frames are filled whenever SIGMA > 0 or it is a video")
     parser.set_defaults(func=run_animate)
@@ -80,8 +81,6 @@ def load_sequence(args: argparse.Namespace, source_pose, out: Path):
     else:
         raise UserError(f"--poses '{args.poses}' is neither a folder, a video file nor a motion ({', '.join(MOTIONS)})")
     sigma = args.smooth if args.smooth is not None else (1.0 if poses.is_file() else 0.0)
-    if sigma < 0:
-        raise UserError(f"--smooth must be >= 0, got {sigma}")
     if sigma > 0 or poses.is_file():
         sequence = sequences.smooth(sequence, sigma)
     if args.framing == "source":
@@ -117,8 +116,6 @@ def run_animate(args: argparse.Namespace) -> int:
     from pcdms.validation import prepare_output_dir
     from pcdms.video import write_gif, write_mp4
 
-    if args.fps is not None and args.fps <= 0:
-        raise UserError(f"--fps must be positive, got {args.fps}")
     source = load_image(args.source)
     source_pose = (load_pose(args.source_pose, "--source-pose") if args.source_pose
                    else extract_pose(source, f"--source '{args.source}'"))
