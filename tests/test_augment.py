@@ -138,7 +138,17 @@ def test_bad_inputs_are_one_line_errors_naming_the_file_or_argument(market, tmp_
     annotation.write_text("\n".join(rows[:2] + ["0001_c1s1_000000_00.jpg:[1,2]:[3]:128:64"] + rows[2:]) + "\n")
     message = error(*_augment(market, tmp_path / "o4", "--annotation", str(annotation)))
     assert f"{annotation}:line 3:" in message
-    assert not any((tmp_path / f"o{k}").exists() for k in range(1, 5))
+    assert "--pose-fraction 0.8 is above --fraction 0.5" in error(
+        *_augment(market, tmp_path / "o5", "--fraction", "0.5", "--pose-fraction", "0.8"))
+    assert "--model" in error(*_augment(market, tmp_path / "o6", "--model", str(tmp_path)))
+    assert not any((tmp_path / f"o{k}").exists() for k in range(1, 7))
+
+
+def test_dry_run_counts_and_writes_nothing(market, tmp_path, capsys):
+    assert main(["augment", "--data", str(market), "--out", str(tmp_path / "d"), "--fraction", "0.5",
+                 "--per-image", "2", "--dry-run"]) == 0
+    assert "6 of the training images kept, 12 to generate" in capsys.readouterr().out
+    assert not (tmp_path / "d").exists()
 
 
 def test_images_without_a_pose_are_kept_but_generate_nothing(market, tmp_path):

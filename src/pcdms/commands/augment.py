@@ -21,13 +21,14 @@ Re-ID data augmentation as in the paper's Table 2 (the protocol of PIDM):
 2. For each kept image, generate the same person in --per-image target poses (default 1: the kept set
    doubles) drawn, seeded and without repeats, from kept images of OTHER people: other people's poses
    give each person poses and views their own photos lack, and only kept images are used, so nothing
-   of the dropped images leaks in. Keypoints come from --annotation (a PATN market-annotation csv;
+   of the dropped images leaks in (--pose-fraction F draws them from the images kept at F only). Keypoints come from --annotation (a PATN market-annotation csv;
    default DATA/market-annotation-train.csv when present); images it does not list are given to the
    pose extractor (MediaPipe). Images without a usable pose are kept but generate nothing.
 3. Write OUT as a Market-1501 root: OUT/bounding_box_train holds the kept real images and the
    generated ones (JPEG), named PPPP_cCs9_NNNNNN_KK.jpg: the source's person id and camera (so
    torchreid's `([-\\d]+)_c(\\d)` reads the right person and a valid camera 1-6), sequence s9 (Market's own
-   are s1-s6) marking them generated, a running number and the draw index. OUT/query and
+   are s1-s6) marking them generated, the source's place in the sorted training folder and the draw
+   index. Each image's pose and noise are seeded from --seed and that name. OUT/query and
    OUT/bounding_box_test are copied from DATA (--no-test-copy leaves them out). OUT/generated holds the
    lossless PNGs, OUT/augment.json the settings, the kept images and each generated image's source and
    target pose.
@@ -47,11 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="share of the training images kept, in (0, 1] (default 1: all)")
     parser.add_argument("--per-image", type=at_least(1), default=1, metavar="K",
                         help="generated images per kept image, each in another person's pose (default 1)")
+    parser.add_argument("--pose-fraction", type=float_in(0, 1, low_open=True), default=None, metavar="F",
+                        help="take target poses only from the images kept at fraction F <= --fraction (default: "
+                             "--fraction, every kept image)")
     parser.add_argument("--annotation", metavar="CSV",
                         help="PATN keypoints csv (default: ROOT/market-annotation-train.csv when present)")
     parser.add_argument("--no-test-copy", action="store_true", help="do not copy query/ and bounding_box_test/")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print how many images would be kept and generated; write nothing, load no model")
+                        help="print how many images would be kept and generated; write nothing, load no PCDMs model")
     add_inference_args(parser, "images")
     parser.set_defaults(func=run_augment)
 
@@ -73,15 +77,16 @@ def run_augment(args: argparse.Namespace) -> int:
     check_fraction(args.fraction)
     settings = AugmentSettings(str(data.resolve()), args.fraction, args.per_image, args.seed,
                                str(Path(args.model).resolve()), args.steps, args.guidance, args.refine_strength,
-                               tuple(args.overrides))
+                               tuple(args.overrides), args.pose_fraction)
     annotation = Path(args.annotation).expanduser() if args.annotation else None
+    if not args.dry_run:
+        check_model_folder(args.model)  # before poses are read or extracted: a wrong --model fails fast
     plan, images = make_plan(data, settings, annotation)
     summary = (f"{len(plan.kept)} of the training images kept, {len(plan.synthetic)} to generate "
                f"({len(plan.no_pose)} kept image(s) without a usable pose generate nothing)")
     if args.dry_run:
         print(summary)
         return 0
-    check_model_folder(args.model)
     out = prepare_output_dir(out)
     open_output(out, settings, plan)
     mode, pipe = start(args, out)
