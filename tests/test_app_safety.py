@@ -197,7 +197,8 @@ def test_the_page_says_when_a_client_holds_its_limit_and_forgets_a_closed_page()
     assert refused[0]["is_valid"] is False and "already have 1 job(s)" in refused[0]["message"]
     assert all(check["is_valid"] for check in refused[1:]) and len(refused) == 8
     with pytest.raises(gr.Error, match="Not queued: you already have 1 job"):
-        page.on_start("B1", request)  # what the page shows on Run
+        page.on_start("B1", request)  # Run is refused before anything is queued ...
+    assert page.on_refused().startswith("**Not queued:** you already have 1 job(s)")  # ... and the status says why
     shown = page.shown(request, "source", Image.new("RGB", (4, 4)))
     page.on_unload(request)  # the page was closed: its waiting job and its files go
     assert page.limit.held("10.0.0.9") == 0 and not Path(shown).exists()

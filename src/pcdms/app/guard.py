@@ -103,14 +103,14 @@ class ClientLimit:
     def check(self, client: str) -> None:
         """Raise `TooManyJobs` when the client holds its limit now (nothing is admitted)."""
         if self.held(client) >= self.per_client:
-            raise TooManyJobs(self._refusal())
+            raise TooManyJobs(self.refusal)
 
     def admit(self, client: str, session: str) -> Ticket:
         """Admit a job of this client (its `session`: the page it came from), or raise `TooManyJobs`."""
         with self._lock:
             self._drop_stale()
             if sum(ticket.client == client for ticket in self._tickets) >= self.per_client:
-                raise TooManyJobs(self._refusal())
+                raise TooManyJobs(self.refusal)
             ticket = Ticket(client, session, time.monotonic())
             self._tickets.append(ticket)
             return ticket
@@ -142,7 +142,9 @@ class ClientLimit:
         with self._lock:
             self._tickets = [t for t in self._tickets if t.started or t.session != session]
 
-    def _refusal(self) -> str:
+    @property
+    def refusal(self) -> str:
+        """What a client over its limit is told."""
         return (f"you already have {self.per_client} job(s) waiting or running on this server (the limit per "
                 "client): wait until one has finished")
 

@@ -99,7 +99,7 @@ class Page:
               and isinstance(value.get("joints"), list) and len(value["joints"]) == len(JOINTS))
         if not ok:
             raise gr.Error(f"the pose editor's value must be 18 joints in the model's {self.height}x{self.width} "
-                           "frame; reload the page")
+                           "frame; reload the page", print_exception=False)
         return value
 
     def on_refresh(self, editor: object) -> dict:
@@ -224,10 +224,14 @@ class Page:
         try:
             self.limit.check(_client(request))
         except TooManyJobs as err:
-            raise gr.Error(f"Not queued: {err}.") from None
+            raise gr.Error(f"Not queued: {err}.", print_exception=False) from None
         idle = {name: 0.0 for name in self.stages_run(stages)}
         return (gr.Button(interactive=False), stage_bars(idle), None, panel_value(COARSE, hint=WAITING),
                 panel_value(FINAL, hint=WAITING), None, "Waiting for the model ...")
+
+    def on_refused(self) -> str:
+        """Run was refused before anything was queued (`on_start` raised): the status says why."""
+        return f"**Not queued:** {html.escape(self.limit.refusal)}."
 
     @staticmethod
     def on_end() -> gr.Button:
@@ -417,6 +421,7 @@ def _wire_run(page: Page, run: gr.Button, inputs: list, result: dict) -> None:
     outputs = [result[name] for name in ("bars", "process", "coarse", "final", "downloads", "message")]
     run.click(None, js=SCROLL_TO_RESULTS)
     started = run.click(page.on_start, inputs[2], [run, *outputs], queue=False, show_progress="hidden")
+    started.failure(page.on_refused, None, result["message"], queue=False, show_progress="hidden")
     job = started.success(page.on_run, inputs, outputs, concurrency_limit=1, concurrency_id="pipeline",
                           validator=page.admit)
     job.then(page.on_end, None, run, queue=False, show_progress="hidden")
