@@ -248,7 +248,26 @@ def run_table(scale: Scale, work: Path, docs: Path, seeds: list[int], train_seed
                     results["rows"].append(row)
                     results_file.write_text(json.dumps(results, indent=1))
     write_outputs(results, docs, seeds)
+    sample_sheet(work / f"augmented-seed{seeds[0]}", docs / "reid_samples.png")
     return results
+
+
+def sample_sheet(augmented: Path, path: Path, count: int = 8) -> None:
+    """A PNG of `count` generated images: kept source | image giving the target pose | generated, side by side."""
+    from PIL import Image
+
+    record = json.loads((augmented / "augment.json").read_text())
+    picks = record["synthetic"][:: max(1, len(record["synthetic"]) // count)][:count]
+    market = Path(record["settings"]["data"]) / TRAIN_DIR
+    tiles = [[market / p["source"], market / p["target"], augmented / TRAIN_DIR / p["name"]] for p in picks]
+    width, height, columns = 64, 128, 4
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * (3 * width + 12), rows * (height + 8)), "white")
+    for i, row in enumerate(tiles):
+        left, top = (i % columns) * (3 * width + 12), (i // columns) * (height + 8)
+        for j, file in enumerate(row):
+            sheet.paste(Image.open(file).convert("RGB").resize((width, height)), (left + j * width, top))
+    sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST).save(path)
 
 
 def summarise(results: dict, seeds: list[int]) -> dict[tuple[str, float], dict[str, list[float]]]:
@@ -324,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report_only:
         write_outputs(json.loads((Path(args.work) / "results.json").read_text()), Path(args.docs), args.seeds)
+        sample_sheet(Path(args.work) / f"augmented-seed{args.seeds[0]}", Path(args.docs) / "reid_samples.png")
         return 0
     scale = SMOKE if args.smoke else Scale()
     if args.iterations:
