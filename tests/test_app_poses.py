@@ -41,8 +41,7 @@ def test_editor_shows_exactly_the_render_stage_2_gets():
     shown = data_url_image(value["render"])
     # what PCDMsPipeline._pose_inputs does with the target pose the page sends (any frame -> model frame)
     sent = poses.pose_from_editor(value)
-    _, render = pose_tensor(Fit.of(sent.width, sent.height, MODEL_H, MODEL_W).pose_in(sent, MODEL_H, MODEL_W),
-                            MODEL_H, MODEL_W)
+    _, render = pose_tensor(sent, Fit.of(sent.width, sent.height, MODEL_H, MODEL_W), MODEL_H, MODEL_W)
     expected = (render[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert shown.shape == (MODEL_H, MODEL_W, 3)
     np.testing.assert_array_equal(shown, expected)

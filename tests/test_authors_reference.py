@@ -243,4 +243,9 @@ def test_generate_runs_the_converted_simplified_model_on_a_photo_and_a_pose(tmp_
     assert not (model / "prior").exists() and not (model / "refine").exists()  # stage 2 alone
     image = Image.open(out / "result.png")
     assert image.size == Image.open(f"{source}.png").size
+    # the target as one of the authors' own DWPose demo pictures, as their notebook takes it
+    picture = REF / "inputs" / "pose_images" / "pose1.png"
+    assert main(["generate", "--model", str(model), "--source", f"{source}.png", "--source-pose", f"{source}.json",
+                 "--target-pose", str(picture), "--out", str(out), "--steps", "3", "--name", "from_picture"]) == 0
+    assert Image.open(out / "from_picture.png").size == image.size
     assert load_config(str(out / "config.yaml")).sample.recipe == "authors-notebook"

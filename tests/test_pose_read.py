@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from PIL import Image
 from scipy import ndimage
 
 from pcdms.cli import main
-from pcdms.pose import COLORS, LIMBS, NUM_JOINTS, read_openpose_json
+from pcdms.pose import NUM_JOINTS, read_openpose_json
 from pcdms.posepic import check_picture, is_skeleton_picture, limb_labels, read_skeleton_picture
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -80,24 +79,20 @@ def test_jpeg_render_reads_back(case):
     _check_read(case, Image.open(buffer))
 
 
-def draw_bodypose(keypoints: np.ndarray, visible: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The authors' `draw_bodypose` restated (inputs/README.md): normalised (18, 2) keypoints -> uint8 RGB."""
-    import cv2
-
-    canvas = np.zeros((height, width, 3), dtype=np.uint8)
-    for i, (a, b) in enumerate(LIMBS):
-        if visible[a] and visible[b]:
-            ys = np.array([keypoints[a, 0], keypoints[b, 0]]) * float(width)
-            xs = np.array([keypoints[a, 1], keypoints[b, 1]]) * float(height)
-            length = math.hypot(xs[0] - xs[1], ys[0] - ys[1])
-            angle = math.degrees(math.atan2(xs[0] - xs[1], ys[0] - ys[1]))
-            polygon = cv2.ellipse2Poly((int(ys.mean()), int(xs.mean())), (int(length / 2), 4), int(angle), 0, 360, 1)
-            cv2.fillConvexPoly(canvas, polygon, COLORS[i])
-    canvas = (canvas * 0.6).astype(np.uint8)
-    for j in range(NUM_JOINTS):
-        if visible[j]:
-            cv2.circle(canvas, (int(keypoints[j, 0] * width), int(keypoints[j, 1] * height)), 4, COLORS[j], thickness=-1)
-    return canvas
+@pytest.mark.parametrize("case", RENDERS, ids=[c["image"] for c in RENDERS])
+def test_authors_style_draws_their_render_pixel_for_pixel(case):
+    """`render_skeleton(style="authors")` of the case's keypoints is the authors' `draw_bodypose` render, every
+    pixel, at every size (their 4-px limbs and dots do not scale). The project's "scaled" style lights a little
+    fewer at 512 (a pixel whose centre is inside, where OpenCV's whole-pixel outline takes every pixel it
+    touches) and far fewer below it (thinner limbs)."""
+    pose = read_openpose_json(REF / case["keypoints"])
+    want = np.asarray(Image.open(REF / case["image"]).convert("RGB"))
+    np.testing.assert_array_equal(pose.render(case["height"], case["width"], "authors"), want)
+    lit, lit_scaled = (want.max(axis=2) > 0).sum(), (pose.render(case["height"], case["width"]).max(axis=2) > 0).sum()
+    if max(case["height"], case["width"]) == 512:
+        assert 0.85 * lit <= lit_scaled < lit
+    elif max(case["height"], case["width"]) < 512:
+        assert lit_scaled < 0.8 * lit
 
 
 def body_overlap(picture: np.ndarray) -> float:
@@ -108,12 +103,14 @@ def body_overlap(picture: np.ndarray) -> float:
     outer joint is not in the picture, so no reader can place it). The redraw is `draw_bodypose` at the size the
     picture was drawn at (its dots are 4 px, so a picture with 8-px dots was drawn at half size and enlarged:
     drawn so, then resized bilinearly to the picture), and a pixel is lit when brighter than the background.
+    The redraw is `render_skeleton(style="authors")`, which `test_authors_style_draws_their_render_pixel_for_pixel`
+    shows is theirs.
     """
     reading = read_skeleton_picture(picture)
     height, width = picture.shape[:2]
     scale = max(1, round(reading.joint_radius / 4))
     pose = reading.pose
-    small = draw_bodypose(pose.normalized(), pose.visible, height // scale, width // scale)
+    small = pose.render(height // scale, width // scale, "authors")
     redraw = np.asarray(Image.fromarray(small).resize((width, height), Image.BILINEAR))
     labels = limb_labels(picture.astype(np.float32))
     body = ndimage.binary_opening(labels >= 0, np.ones((3, 3)))

@@ -172,6 +172,10 @@ class ClipConfig:
     num_attention_heads: int = 16
     intermediate_size: int = 5120
     projection_dim: int = 1024
+    # how an image becomes the encoder's input (`pcdms.encoders.encoder_pixels`): "square" (the whole image
+    # resized to image_size x image_size in torch) or "clip-processor" (transformers' CLIP image processor on
+    # the 8-bit image, PIL bicubic, as the authors' code makes the inputs of both CLIP and DINOv2)
+    preprocess: Literal["square", "clip-processor"] = "square"
 
     @property
     def random_weights(self) -> bool:
@@ -192,6 +196,7 @@ class DinoConfig:
     mlp_ratio: int = 4
     use_swiglu_ffn: bool = True
     normalization: Literal["imagenet", "clip"] = "imagenet"  # input mean/std; the authors fed CLIP's
+    preprocess: Literal["square", "clip-processor"] = "square"  # as `ClipConfig.preprocess`
 
     @property
     def random_weights(self) -> bool:
@@ -216,6 +221,10 @@ class DataConfig:
     height: int = 256  # model input size; images are resized to it
     width: int = 176
     fit: Literal["pad", "stretch"] = "pad"  # inference: an image of another aspect is padded, or squashed (authors)
+    # how pose skeletons are drawn for the model (`pcdms.pose.render_skeleton`): "scaled" (limbs 4 px wide at 512,
+    # scaled with the image) or "authors" (4 px at every size, as their draw_bodypose; a pose given as a skeleton
+    # picture then goes into the pose canvas as given, resized, as their code puts it there)
+    skeleton: Literal["scaled", "authors"] = "scaled"
     train_split: str = "train"
     test_split: str = "test"
     flip_prob: float = 0.0  # horizontal flip augmentation (keypoints swap left/right)

@@ -10,10 +10,12 @@
 - `Autoencoder`: diffusers `AutoencoderKL` scaled by its own `scaling_factor`, or a parameter-free
   space-to-depth (pixel unshuffle) autoencoder so CPU-scale models train without a trained VAE.
 
-Every encoder takes images in [-1, 1] (B, 3, H, W) and does its own preprocessing in torch. CLIP and DINOv2
-inputs are the WHOLE image resized to a square `image_size` (bicubic, antialiased), not shortest-side resize
-plus centre crop: a portrait person photo (256 x 176) would lose head and feet to a centre crop. The authors'
-code does the same in effect (it squashes every image to 512 x 512 before the CLIP processor's crop).
+Every encoder takes images in [-1, 1] (B, 3, H, W) and does its own preprocessing (`encoder_pixels`). CLIP and
+DINOv2 inputs are the WHOLE image resized to a square `image_size` (bicubic, antialiased, in torch), not
+shortest-side resize plus centre crop: a portrait person photo (256 x 176) would lose head and feet to a
+centre crop. The authors' code does the same in effect (it squashes every image to 512 x 512 before the CLIP
+processor's crop); `preprocess: clip-processor` makes their inputs exactly: transformers' CLIP image processor
+(PIL's bicubic on the 8-bit image, then the centre crop, a no-op on a square).
 
 `CachedEncoder` wraps a CLIP/DINOv2-role encoder and keeps each distinct image's output (training with
 `train.cache_encoder_outputs`).
@@ -24,6 +26,7 @@ Encoders are frozen: no gradients, always in eval mode, and run under `torch.no_
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from dataclasses import dataclass
@@ -82,6 +85,32 @@ def square_resize(images: torch.Tensor, size: int, mean: tuple[float, ...], std:
     m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+def encoder_pixels(images: torch.Tensor, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                   preprocess: str = "square") -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B, 3, size, size) encoder input, normalised by `mean`/`std`.
+
+    "square": `square_resize`. "clip-processor": transformers' `CLIPImageProcessorPil` (shortest side to `size`
+    with PIL's bicubic on the 8-bit image, centre crop, rescale, normalise), as the authors' code calls
+    `CLIPImageProcessor` for both CLIP and DINOv2; images that came from 8-bit files go back to them exactly.
+    """
+    if preprocess == "square":
+        return square_resize(images, size, mean, std)
+    if preprocess != "clip-processor":
+        raise ValueError(f"preprocess must be 'square' or 'clip-processor', got '{preprocess}'")
+    processor = _clip_processor(size, tuple(mean), tuple(std))
+    eight_bit = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    arrays = list(eight_bit.permute(0, 2, 3, 1).cpu().numpy())
+    return processor(images=arrays, return_tensors="pt")["pixel_values"].to(images.device)
+
+
+@functools.lru_cache(maxsize=8)
+def _clip_processor(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                 image_mean=list(mean), image_std=list(std))
 
 
 def incomplete_tensors(info: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -152,7 +181,7 @@ class ClipImageEncoder(FrozenEncoder):
 
     def __init__(self, cfg: ClipConfig) -> None:
         super().__init__()
-        self.image_size = cfg.image_size
+        self.image_size, self.preprocess = cfg.image_size, cfg.preprocess
         if cfg.pretrained_path is None:
             config = CLIPVisionConfig(
                 hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
@@ -173,8 +202,11 @@ class ClipImageEncoder(FrozenEncoder):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = square_resize(images, self.image_size, CLIP_MEAN, CLIP_STD).to(self.dtype)
-        return self.model(pixel_values=pixels).image_embeds
+        return self.model(pixel_values=self.pixels(images).to(self.dtype)).image_embeds
+
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's input for images (B, 3, H, W) in [-1, 1] (`encoder_pixels`)."""
+        return encoder_pixels(images, self.image_size, CLIP_MEAN, CLIP_STD, self.preprocess)
 
 
 class InceptionImageEncoder(FrozenEncoder):
@@ -191,13 +223,14 @@ class InceptionImageEncoder(FrozenEncoder):
         if cfg.pretrained_path is not None or cfg.projection_dim != INCEPTION_DIM:  # config.validate says so first
             raise UserError(f"encoders.clip.kind=inception needs pretrained_path null and projection_dim "
                             f"{INCEPTION_DIM}")
-        self.image_size = TF_INCEPTION_SIZE
+        self.image_size, self.preprocess = TF_INCEPTION_SIZE, cfg.preprocess
         self.model = tf_inception_helper("cpu").model
         self.freeze()
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = square_resize(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD).to(self.dtype)
+        pixels = encoder_pixels(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD,
+                                self.preprocess).to(self.dtype)
         return self.model(pixels)
 
 
@@ -233,7 +266,7 @@ class DinoEncoder(FrozenEncoder):
 
     def __init__(self, cfg: DinoConfig) -> None:
         super().__init__()
-        self.image_size = cfg.image_size
+        self.image_size, self.preprocess = cfg.image_size, cfg.preprocess
         self.normalization = cfg.normalization
         if cfg.pretrained_path is None:
             config = Dinov2Config(
@@ -250,9 +283,12 @@ class DinoEncoder(FrozenEncoder):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=self.pixels(images).to(self.dtype)).last_hidden_state
+
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's input for images (B, 3, H, W) in [-1, 1] (`encoder_pixels`)."""
         mean, std = (CLIP_MEAN, CLIP_STD) if self.normalization == "clip" else (IMAGENET_MEAN, IMAGENET_STD)
-        pixels = square_resize(images, self.image_size, mean, std).to(self.dtype)
-        return self.model(pixel_values=pixels).last_hidden_state
+        return encoder_pixels(images, self.image_size, mean, std, self.preprocess)
 
 
 class Autoencoder(FrozenEncoder):

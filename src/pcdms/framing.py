@@ -2,6 +2,9 @@
 
 `Fit` pads an image to the model's aspect with its own border colour (or squashes it, the authors' way),
 resizes it, maps its poses the same way, and crops outputs back to the input's size and aspect.
+
+Every resize is `resize_bicubic`: Pillow's bicubic with the pass order of Pillow 13, whatever Pillow is installed,
+so the same file gives the same model input everywhere (the page's Gradio pins Pillow below 13).
 """
 
 from __future__ import annotations
@@ -13,6 +16,22 @@ import torch
 from PIL import Image
 
 from pcdms.pose import Pose
+
+
+def resize_bicubic(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image.resize(size, BICUBIC)` as Pillow 13 computes it, on any Pillow.
+
+    Pillow resizes in two passes, horizontal then vertical, rounding to 8 bits in between. Pillow 13 runs the
+    vertical pass first when the height shrinks by more than twice as many pixels as the width (its
+    `ImagingResampleInner`), which changes up to 6 grey levels of, for example, a 768 x 1120 photo squashed
+    to 512 x 512 as the authors' code does it. Here that order is made explicit: a vertical-only resize, then
+    a horizontal-only one, each of which every Pillow computes the same way.
+    """
+    (width, height), (new_width, new_height) = image.size, size
+    bicubic = Image.Resampling.BICUBIC
+    if height - new_height > 0 and height - new_height > 2 * (width - new_width) and width != new_width:
+        return image.resize((width, new_height), bicubic).resize(size, bicubic)
+    return image.resize(size, bicubic)
 
 
 @dataclass(frozen=True)
@@ -39,7 +58,7 @@ class Fit:
         colour = tuple(int(c) for c in np.median(border, axis=0))
         canvas = Image.new("RGB", self.padded, colour)
         canvas.paste(image, self.offset)
-        return canvas.resize((model_w, model_h), Image.Resampling.BICUBIC)
+        return resize_bicubic(canvas, (model_w, model_h))
 
     def pose_in(self, pose: Pose, model_h: int, model_w: int) -> Pose:
         scaled = pose.resized(self.size[1], self.size[0])  # into this image's pixel frame
@@ -47,7 +66,7 @@ class Fit:
         return Pose(xy, scaled.visible, self.padded[1], self.padded[0]).resized(model_h, model_w)
 
     def image_out(self, image: Image.Image) -> Image.Image:
-        full = image.resize(self.padded, Image.Resampling.BICUBIC)
+        full = resize_bicubic(image, self.padded)
         left, top = self.offset
         return full.crop((left, top, left + self.size[0], top + self.size[1]))
 
@@ -64,7 +83,17 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()
 
 
-def pose_tensor(pose: Pose, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A pose in the model frame -> (normalised keypoints (1, 18, 2), skeleton render (1, 3, H, W) in [0, 1])."""
-    render = torch.from_numpy(pose.render(height, width).astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-    return torch.from_numpy(pose.normalized().astype(np.float32))[None], render.contiguous()
+def pose_tensor(pose: Pose, fit: Fit, height: int, width: int, skeleton: str = "scaled") -> tuple[torch.Tensor, torch.Tensor]:
+    """A pose of an image that sits in the model frame as `fit` says -> (normalised keypoints (1, 18, 2) and
+    skeleton render (1, 3, H, W) in [0, 1], both in the model frame).
+
+    The render is drawn in `skeleton` style (`pcdms.pose.SKELETON_STYLES`); under "authors" a pose read from a
+    skeleton picture brings the picture itself, fitted as an image is (their code resizes the file bicubic).
+    """
+    fitted = fit.pose_in(pose, height, width)
+    if skeleton == "authors" and pose.picture is not None:
+        render = np.asarray(fit.image_in(Image.fromarray(pose.picture), height, width))
+    else:
+        render = fitted.render(height, width, skeleton)
+    pixels = torch.from_numpy(render.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    return torch.from_numpy(fitted.normalized())[None], pixels.contiguous()

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from pcdms.config import STAGE_NAMES, RunConfig, SampleConfig, config_to_yaml, load_model_folder_config
-from pcdms.data.canvas import make_canvas, split_canvas
+from pcdms.data.canvas import make_canvas, masked_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import ROLES, Encoders, build_encoders
 from pcdms.errors import UserError
@@ -138,9 +138,11 @@ class PCDMsPipeline:
         width: int = 176,
         sample: SampleConfig | None = None,
         fit: str = "pad",
+        skeleton: str = "scaled",
     ) -> None:
         self.encoders, self.prior, self.inpaint, self.refine = encoders, prior, inpaint, refine
         self.stretch = fit == "stretch"
+        self.skeleton = skeleton  # how pose renders are drawn (`pcdms.pose.render_skeleton`)
         self.height, self.width = height, width
         self.sample = sample or SampleConfig()
         self.config: RunConfig | None = None  # the run config, when loaded from folders
@@ -175,7 +177,7 @@ class PCDMsPipeline:
         need = ROLES if takes_embedding else ("autoencoder", "dino")
         encoders = build_encoders(cfg.encoders, need).to(device, dtype)
         pipe = cls(encoders, stages["inpaint"], stages["prior"], stages["refine"],
-                   cfg.data.height, cfg.data.width, cfg.sample, cfg.data.fit)
+                   cfg.data.height, cfg.data.width, cfg.sample, cfg.data.fit, cfg.data.skeleton)
         pipe.config = cfg
         apply_fast_paths(pipe, cfg.sample, dtype)
         return pipe
@@ -205,6 +207,20 @@ class PCDMsPipeline:
         fit = Fit.of(*image.size, self.height, self.width, self.stretch)
         pixels = to_tensor(fit.image_in(image.convert("RGB"), self.height, self.width))
         return self.encoders.clip(pixels.to(self.encoders.clip.device))
+
+    def stage2_images(self, source_image: Image.Image, target_pose: Pose,
+                      source_pose: Pose | None = None) -> dict[str, torch.Tensor]:
+        """What stage 2 is given for one pair before any network runs, as `batch` makes it: `source` (1, 3, H, W)
+        in [-1, 1] (the input of DINOv2 and CLIP, `encoders.*.pixels`), `masked_canvas` (1, 3, H, 2W) [source |
+        black] in [-1, 1] (the autoencoder's input) and `pose_canvas` (1, 3, H, 2W) [source pose | target pose]
+        in [0, 1]. The source pose is extracted from the photo when not given."""
+        image = source_image.convert("RGB")
+        fit = Fit.of(*image.size, self.height, self.width, self.stretch)
+        source = to_tensor(fit.image_in(image, self.height, self.width))
+        source_pose = source_pose if source_pose is not None else extract_pose(image, "the source image")
+        _, source_render, _, target_render = self._pose_inputs([fit], [source_pose], [target_pose])
+        return {"source": source, "masked_canvas": masked_canvas(source),
+                "pose_canvas": make_canvas(source_render, target_render)}
 
     def save_pretrained(self, folder: str | Path, cfg: RunConfig) -> Path:
         """Write the folder `from_pretrained` reads; encoders without a local path are saved with it."""
@@ -384,8 +400,8 @@ class PCDMsPipeline:
                      target_poses: Sequence[Pose]) -> tuple[torch.Tensor, ...]:
         """Keypoints (B, 18, 2) and renders (B, 3, H, W) of the source and target poses in the model frame."""
         h, w = self.height, self.width
-        src = [pose_tensor(fit.pose_in(pose, h, w), h, w) for fit, pose in zip(fits, source_poses)]
-        tgt = [pose_tensor(Fit.of(pose.width, pose.height, h, w, self.stretch).pose_in(pose, h, w), h, w)
+        src = [pose_tensor(pose, fit, h, w, self.skeleton) for fit, pose in zip(fits, source_poses)]
+        tgt = [pose_tensor(pose, Fit.of(pose.width, pose.height, h, w, self.stretch), h, w, self.skeleton)
                for pose in target_poses]
         return (torch.cat([k for k, _ in src]), torch.cat([r for _, r in src]),
                 torch.cat([k for k, _ in tgt]), torch.cat([r for _, r in tgt]))

@@ -22,7 +22,8 @@ Conventions, each with one home here:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -72,28 +73,37 @@ _BODY25_TO_COCO18 = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 
 class Pose:
     """18 COCO-18 joints in a pixel frame of `height` x `width`.
 
-    xy: float32 (18, 2) continuous pixel coordinates (x, y); values of missing joints are meaningless.
+    xy: float64 (18, 2) continuous pixel coordinates (x, y), as read (a file's 60.054 stays 60.054, so a render
+    truncates it as the authors' code does); values of missing joints are meaningless.
     visible: bool (18,), False for a missing joint.
+    picture: the skeleton picture this pose was read from (`pcdms.posepic`), uint8 (height, width, 3), or None.
+    A model drawn the authors' way takes it as given instead of drawing the keypoints again; the geometric
+    transforms below return poses without it.
     """
 
     xy: np.ndarray
     visible: np.ndarray
     height: int
     width: int
+    picture: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        xy = np.asarray(self.xy, dtype=np.float32).reshape(NUM_JOINTS, 2)
+        xy = np.asarray(self.xy, dtype=np.float64).reshape(NUM_JOINTS, 2)
         visible = np.asarray(self.visible, dtype=bool).reshape(NUM_JOINTS) & np.isfinite(xy).all(axis=1)
         if self.height <= 0 or self.width <= 0:
             raise ValueError(f"pose frame must be positive, got {self.height}x{self.width}")
-        object.__setattr__(self, "xy", np.where(visible[:, None], xy, 0.0).astype(np.float32))
+        if self.picture is not None and (self.picture.shape != (self.height, self.width, 3)
+                                         or self.picture.dtype != np.uint8):
+            raise ValueError(f"a pose's picture is uint8 ({self.height}, {self.width}, 3), got "
+                             f"{self.picture.dtype} {self.picture.shape}")
+        object.__setattr__(self, "xy", np.where(visible[:, None], xy, 0.0))
         object.__setattr__(self, "visible", visible)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_pixels(cls, xy: np.ndarray, height: int, width: int) -> Pose:
         """(18, 2) pixel (x, y) with -1 in either coordinate for a missing joint (PATN/GFLA files)."""
-        xy = np.asarray(xy, dtype=np.float32).reshape(NUM_JOINTS, 2)
+        xy = np.asarray(xy, dtype=np.float64).reshape(NUM_JOINTS, 2)
         return cls(xy, ~(xy == MISSING).any(axis=1), height, width)
 
     @classmethod
@@ -117,19 +127,19 @@ class Pose:
 
     def normalized(self) -> np.ndarray:
         """float32 (18, 2) (x / width, y / height), (-1, -1) for a missing joint."""
-        scaled = self.xy / np.array([self.width, self.height], dtype=np.float32)
+        scaled = self.xy / np.array([self.width, self.height], dtype=np.float64)
         return np.where(self.visible[:, None], scaled, MISSING).astype(np.float32)
 
     def to_gfla(self) -> np.ndarray:
         """Inverse of `from_gfla` for a pose in any frame of DeepFashion's aspect: (18, 2) in 256x256, -1 missing."""
         pose = self.resized(*DEEPFASHION_FRAME)
-        xy = pose.xy + np.array([GFLA_CROP_LEFT, 0], dtype=np.float32)
+        xy = pose.xy + np.array([GFLA_CROP_LEFT, 0], dtype=np.float64)
         return np.where(pose.visible[:, None], xy, MISSING).astype(np.float32)
 
     # ------------------------------------------------------------------ geometry
     def resized(self, height: int, width: int) -> Pose:
         """The same pose in a frame rescaled to `height` x `width` (an image resize, aspect may change)."""
-        scale = np.array([width / self.width, height / self.height], dtype=np.float32)
+        scale = np.array([width / self.width, height / self.height], dtype=np.float64)
         return Pose(self.xy * scale, self.visible, height, width)
 
     def cropped(self, left: float, top: float, height: int, width: int, drop_outside: bool = True) -> Pose:
@@ -137,7 +147,7 @@ class Pose:
 
         drop_outside: joints outside the window become missing (what an annotator sees in the crop).
         """
-        xy = self.xy - np.array([left, top], dtype=np.float32)
+        xy = self.xy - np.array([left, top], dtype=np.float64)
         pose = Pose(xy, self.visible, height, width)
         return Pose(xy, pose.inside(), height, width) if drop_outside else pose
 
@@ -161,9 +171,12 @@ class Pose:
             and bool(np.allclose(self.xy[self.visible], other.xy[other.visible], atol=atol))
         )
 
-    def render(self, height: int | None = None, width: int | None = None) -> np.ndarray:
-        """uint8 (H, W, 3) skeleton render; defaults to this pose's own frame."""
-        return render_skeleton(self.normalized(), height or self.height, width or self.width)
+    def render(self, height: int | None = None, width: int | None = None, style: str = "scaled") -> np.ndarray:
+        """uint8 (H, W, 3) skeleton render (`render_skeleton`); defaults to this pose's own frame. Normalised in
+        float64, as the authors' code does, so that a joint on a whole pixel stays on it at its own size."""
+        scaled = self.xy.astype(np.float64) / np.array([self.width, self.height], dtype=np.float64)
+        keypoints = np.where(self.visible[:, None], scaled, MISSING)
+        return render_skeleton(keypoints, height or self.height, width or self.width, style)
 
 
 # ---------------------------------------------------------------------- normalised arrays
@@ -184,59 +197,75 @@ def flip_normalized(keypoints: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- rendering
-def default_stick_width(height: int, width: int) -> float:
-    """Half-width of a limb in pixels: ControlNet's 4 px at 512, scaled with the longer side."""
-    return max(1.0, 4.0 * max(height, width) / 512.0)
+#: how a skeleton is drawn for a model: "authors" exactly as their `draw_bodypose` (whole pixels: limb half-width
+#: and joint radius 4 px at every canvas size); "scaled" the same drawing at sub-pixel precision with both
+#: scaled to the canvas (4 px at 512, 2 px at 256, at least 1), what the project's presets train with
+SKELETON_STYLES: tuple[str, ...] = ("scaled", "authors")
+AUTHORS_STICK_WIDTH = 4
+_SHIFT = 4  # sub-pixel bits of the "scaled" geometry (1/16 px), OpenCV's `shift`
+
+
+def default_stick_width(height: int, width: int, style: str = "scaled") -> float:
+    """Half-width of a limb (and radius of a joint dot) in pixels for a `height` x `width` canvas."""
+    if style not in SKELETON_STYLES:
+        raise ValueError(f"skeleton style '{style}' is not one of {SKELETON_STYLES}")
+    if style == "authors":
+        return AUTHORS_STICK_WIDTH
+    return max(1.0, AUTHORS_STICK_WIDTH * max(height, width) / 512)
 
 
 def render_skeleton(
     keypoints: np.ndarray,
     height: int,
     width: int,
+    style: str = "scaled",
     stick_width: float | None = None,
     joint_radius: float | None = None,
 ) -> np.ndarray:
-    """Render normalised keypoints (18, 2) as an OpenPose/ControlNet skeleton.
+    """Render normalised keypoints (18, 2) as an OpenPose/ControlNet skeleton with the drawing of the authors'
+    `draw_bodypose` (OpenCV): under `style="authors"` their renders come out pixel for pixel.
 
-    Returns uint8 (height, width, 3) RGB on black. Limbs are ellipses along each bone of half-width
-    `stick_width` in 60 % of the limb colour (later limbs over earlier ones), then each visible joint a disc
-    of `joint_radius` in full colour. Both default to `default_stick_width`. Deterministic, any size.
+    Returns uint8 (height, width, 3) RGB on black. Each limb whose two joints are visible is a
+    `cv2.ellipse2Poly` between them of half-width `stick_width`, filled in its colour (later limbs over earlier
+    ones); the canvas is then dimmed to 60 %, and each visible joint a `cv2.circle` of `joint_radius` in full
+    colour (none below half a pixel). Both default to `default_stick_width(height, width, style)`.
+
+    "authors" truncates centres, half-lengths, angles and widths to whole pixels, as their code does. "scaled"
+    keeps 1/16 px (OpenCV's `shift`) and draws each outline half a pixel inside, because OpenCV fills every
+    pixel its outline touches: a pixel is then lit about when its centre lies inside the shape, the rule the
+    project's models were trained on before drawing went through OpenCV. Deterministic, any size.
     """
-    kp = np.asarray(keypoints, dtype=np.float32).reshape(NUM_JOINTS, 2)
-    stick = default_stick_width(height, width) if stick_width is None else float(stick_width)
+    import cv2  # OpenCV comes with MediaPipe; imported here so that reading poses does not load it
+
+    exact = style == "authors"
+    stick = default_stick_width(height, width, style) if stick_width is None else float(stick_width)
     radius = stick if joint_radius is None else float(joint_radius)
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(NUM_JOINTS, 2)
     visible = ~is_missing(kp)
-    xy = kp.astype(np.float64) * np.array([width, height], dtype=np.float64)
-    canvas = np.zeros((height, width, 3), dtype=np.float64)
+    xy = kp * np.array([float(width), float(height)])
+    scale, inset, shift = (1, 0.0, 0) if exact else (1 << _SHIFT, 0.5, _SHIFT)
+
+    def point(x: float, y: float) -> tuple[int, int]:  # OpenCV's pixel centres are whole coordinates
+        return (int(x), int(y)) if exact else (round((x - 0.5) * scale), round((y - 0.5) * scale))
+
+    def size(value: float) -> int:
+        return int(value) if exact else round(max(value - inset, 0.0) * scale)
+
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
     for limb, (a, b) in enumerate(LIMBS):
         if visible[a] and visible[b]:
-            _fill_ellipse(canvas, xy[a], xy[b], stick, COLORS[limb])
-    canvas = np.floor(canvas * LIMB_BRIGHTNESS)
-    for joint in range(NUM_JOINTS):
-        if visible[joint]:
-            _fill_ellipse(canvas, xy[joint], xy[joint], radius, COLORS[joint])
-    return canvas.astype(np.uint8)
-
-
-def _fill_ellipse(canvas: np.ndarray, p: np.ndarray, q: np.ndarray, half_width: float, color) -> None:
-    """Fill the ellipse with foci-axis p-q (semi-major |pq|/2, at least half_width) at pixel centres."""
-    height, width = canvas.shape[:2]
-    centre = (p + q) / 2.0
-    axis = q - p
-    length = float(np.hypot(*axis))
-    semi_major = max(length / 2.0, half_width)
-    direction = axis / length if length > 1e-9 else np.array([1.0, 0.0])
-    reach = semi_major + 1.0
-    x0, x1 = int(max(0, np.floor(centre[0] - reach))), int(min(width, np.ceil(centre[0] + reach)))
-    y0, y1 = int(max(0, np.floor(centre[1] - reach))), int(min(height, np.ceil(centre[1] + reach)))
-    if x0 >= x1 or y0 >= y1:
-        return
-    ys, xs = np.mgrid[y0:y1, x0:x1]
-    dx, dy = xs + 0.5 - centre[0], ys + 0.5 - centre[1]
-    along = dx * direction[0] + dy * direction[1]
-    across = -dx * direction[1] + dy * direction[0]
-    inside = (along / semi_major) ** 2 + (across / half_width) ** 2 <= 1.0
-    canvas[y0:y1, x0:x1][inside] = color
+            (xa, ya), (xb, yb) = xy[a], xy[b]
+            half_length = math.hypot(xa - xb, ya - yb) / 2
+            angle = math.degrees(math.atan2(ya - yb, xa - xb))
+            axes = (size(half_length), size(stick)) if exact else (size(max(half_length, stick)), size(stick))
+            polygon = cv2.ellipse2Poly(point((xa + xb) / 2, (ya + yb) / 2), axes, int(angle) if exact else round(angle),
+                                       0, 360, 1)
+            cv2.fillConvexPoly(canvas, polygon, COLORS[limb], cv2.LINE_8, shift)
+    canvas = (canvas * LIMB_BRIGHTNESS).astype(np.uint8)
+    if radius - inset >= 0.5:
+        for joint in np.flatnonzero(visible):
+            cv2.circle(canvas, point(*xy[joint]), size(radius), COLORS[joint], -1, cv2.LINE_8, shift)
+    return canvas
 
 
 # ---------------------------------------------------------------------- OpenPose JSON

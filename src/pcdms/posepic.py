@@ -165,7 +165,8 @@ def read_skeleton_picture(image: Image.Image | np.ndarray, what: str = "the pict
         visible[joint] = True
     if not visible.any():
         raise UserError(f"{what}: no body joint dot found ({check.description})")
-    return SkeletonReading(Pose(xy, visible, height, width), float(np.sqrt(whole_area / np.pi)))
+    picture = np.clip(rgb, 0, 255).astype(np.uint8)  # kept for models that take a picture as given
+    return SkeletonReading(Pose(xy, visible, height, width, picture=picture), float(np.sqrt(whole_area / np.pi)))
 
 
 @dataclass(frozen=True)

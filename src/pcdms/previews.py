@@ -43,7 +43,7 @@ def preview_batch(cfg: RunConfig, stage: str, count: int = 4, encoders: Any = No
     if stage == "refine":
         split = cfg.data.train_split  # coarse images exist for the training pairs
     dataset = PairDataset(cfg.data.root, split, cfg.data.height, cfg.data.width, format=cfg.data.format,
-                          coarse_dir=cfg.data.coarse_dir if stage == "refine" else None)
+                          coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, skeleton=cfg.data.skeleton)
     if len(dataset) == 0:
         return None
     step = max(1, len(dataset) // count)
@@ -90,7 +90,7 @@ def preview_pipeline(stage: str, model: Any, encoders: Any, cfg: RunConfig) -> A
 
     stages = {"prior": None, "inpaint": None, "refine": None, stage: model}
     return PCDMsPipeline(encoders, stages["inpaint"], stages["prior"], stages["refine"], cfg.data.height,
-                         cfg.data.width, cfg.sample)
+                         cfg.data.width, cfg.sample, cfg.data.fit, cfg.data.skeleton)
 
 
 @torch.no_grad()

@@ -79,11 +79,13 @@ def from_folder(folder: str | Path, limit: int | None = None) -> PoseSequence:
 
 def _read_picture(path: Path) -> Pose:
     """The pose drawn in skeleton picture `path`; a UserError naming the file says what it looked like if it
-    is not one. A photo is not sent to MediaPipe: a folder of frames is a video's job (`from_video`)."""
+    is not one. A photo is not sent to MediaPipe: a folder of frames is a video's job (`from_video`). The
+    picture itself is not kept (a long sequence of them would fill memory): frames are drawn from keypoints."""
     from pcdms.imageio import load_image
     from pcdms.posepic import read_skeleton_picture
 
-    return read_skeleton_picture(load_image(path), path.name).pose
+    pose = read_skeleton_picture(load_image(path), path.name).pose
+    return Pose(pose.xy, pose.visible, pose.height, pose.width)
 
 
 def from_video(path: str | Path, cache: str | Path, limit: int | None = None,

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from pcdms.data.formats import ImageEntry, PairRecord, SplitData, load_split
 from pcdms.errors import UserError
+from pcdms.framing import resize_bicubic
 from pcdms.imageio import center_crop_to_aspect, load_image
 from pcdms.pose import flip_normalized, render_skeleton
 
@@ -36,7 +37,8 @@ __all__ = ["PairDataset", "load_split", "load_person_image", "pose_image_tensor"
 def load_person_image(entry: ImageEntry, height: int, width: int) -> Image.Image:
     """The image of `entry` as the model sees it: centre-cropped to its annotation frame, resized to HxW.
 
-    Bicubic with antialiasing (PIL). The entry's normalised keypoints describe the returned image.
+    Bicubic with antialiasing (`pcdms.framing.resize_bicubic`, as at inference). The entry's normalised keypoints
+    describe the returned image.
     """
     if entry.path is None:
         raise UserError(f"image '{entry.name}' was not found (annotated at {entry.origin[0]})")
@@ -44,7 +46,7 @@ def load_person_image(entry: ImageEntry, height: int, width: int) -> Image.Image
     if entry.frame is not None:
         image = center_crop_to_aspect(image, *entry.frame)
     if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
+        image = resize_bicubic(image, (width, height))
     return image
 
 
@@ -55,9 +57,9 @@ def image_to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def pose_image_tensor(keypoints: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """Normalised keypoints (18, 2) -> skeleton render float32 (3, H, W) in [0, 1]."""
-    return _unit_range(render_skeleton(keypoints, height, width))
+def pose_image_tensor(keypoints: np.ndarray, height: int, width: int, skeleton: str = "scaled") -> torch.Tensor:
+    """Normalised keypoints (18, 2) -> skeleton render float32 (3, H, W) in [0, 1], drawn in `skeleton` style."""
+    return _unit_range(render_skeleton(keypoints, height, width, skeleton))
 
 
 def _unit_range(render: np.ndarray) -> torch.Tensor:
@@ -76,6 +78,7 @@ class PairDataset(Dataset):
     item then also holds `coarse_image` (3, H, W) in [-1, 1].
     cache_mb: decoded, resized images and pose renders kept per process, up to this many MiB (0: none). The
     epoch lives in shared memory, so `set_epoch` reaches the copies in persistent loader workers.
+    skeleton: how the pose renders are drawn (`pcdms.pose.SKELETON_STYLES`, the config's `data.skeleton`).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class PairDataset(Dataset):
         coarse_dir: str | Path | None = None,
         seed: int = 0,
         cache_mb: float = 0,
+        skeleton: str = "scaled",
     ) -> None:
         if height <= 0 or width <= 0:
             raise UserError(f"image size must be positive, got {height}x{width}")
@@ -97,6 +101,7 @@ class PairDataset(Dataset):
         self.data = load_split(root, split, format)
         self.pairs = self.data.pairs
         self.height, self.width = height, width
+        self.skeleton = skeleton
         self.flip_prob = flip_prob
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -140,12 +145,13 @@ class PairDataset(Dataset):
 
     def _pose(self, keypoints: np.ndarray, name: str, flip: bool) -> np.ndarray:
         """uint8 (H, W, 3) skeleton render of `keypoints` (image `name`'s, flipped or not)."""
-        return self._cached(("pose", name, flip), lambda: render_skeleton(keypoints, self.height, self.width))
+        return self._cached(("pose", name, flip), lambda: render_skeleton(keypoints, self.height, self.width,
+                                                                               self.skeleton))
 
     def _coarse(self, index: int) -> np.ndarray:
         def read() -> np.ndarray:
             coarse = load_image(self.coarse_paths[index])
-            return np.asarray(coarse.resize((self.width, self.height), Image.Resampling.BICUBIC))
+            return np.asarray(resize_bicubic(coarse, (self.width, self.height)))
 
         return self._cached(("coarse", index), read)
 
