@@ -203,3 +203,34 @@ def test_the_page_says_when_a_client_holds_its_limit_and_forgets_a_closed_page()
     page.on_unload(request)  # the page was closed: its waiting job and its files go
     assert page.limit.held("10.0.0.9") == 0 and not Path(shown).exists()
     assert page.on_start("B1", request)[-1].startswith("Waiting")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("seed", 2**70),       # ran, then failed in torch; and a settings file cannot hold it
+    ("seed", -5),          # ran, and wrote a settings file that `generate --settings` refuses
+    ("steps", 10**9),
+    ("samples", 10**6),
+    ("guidance", 1e9),
+    ("strength", 0.0),
+    ("stages", "all-of-them"),
+])
+def test_run_settings_out_of_range_are_refused_before_the_job(app, field, value):
+    session = client(app)
+    args = dict(zip(("editor", "stages", "steps", "guidance", "seed", "samples", "strength"), run_args(2)))
+    calls = app.calls
+    with pytest.raises(httpx.HTTPStatusError, match="400 Bad Request"):  # checked when the job is submitted
+        session.predict(*{**args, field: value}.values(), api_name="/on_run")
+    assert app.calls == calls  # no pipeline was called
+
+
+@pytest.mark.parametrize("size, chunked, status", [
+    (5 << 20, False, 413),   # 5 MiB of JSON was queued as an event's input
+    (2 << 20, True, 413),    # the same without a Content-Length
+    (1 << 10, False, 200),
+])
+def test_request_bodies_other_than_uploads_are_capped(app, size, chunked, status):
+    body = b'{"data": ["' + b"x" * size + b'"], "fn_index": 0, "session_hash": "capped"}'
+    content = iter([body[i:i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    answer = httpx.post(f"{app.url}gradio_api/queue/join", content=content,
+                        headers={"Content-Type": "application/json"}, timeout=60)
+    assert answer.status_code == status, answer.text[:200]

@@ -27,13 +27,14 @@ def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7
     """Load the model and serve the page; returns the Gradio Blocks (running) when `block` is False.
     `queue_size`: jobs that may wait at once (more are refused with a message); `per_client`: jobs one client
     address may have queued or running at once (more are refused with a message); requests from other sites
-    are refused (`pcdms.app.guard.SameOrigin`)."""
+    are refused (`pcdms.app.guard.SameOrigin`), and request bodies other than uploads over 1 MiB
+    (`pcdms.app.guard.BodyLimit`)."""
     import os
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from starlette.middleware import Middleware
 
-    from pcdms.app.guard import SameOrigin
+    from pcdms.app.guard import BodyLimit, SameOrigin
     from pcdms.app.page import CSS, build_page
     from pcdms.pipeline import PCDMsPipeline
 
@@ -47,7 +48,7 @@ def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7
     try:
         blocks.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
                       show_error=False, ssr_mode=False, quiet=not block, css=CSS, footer_links=[],
-                      app_kwargs={"middleware": [Middleware(SameOrigin)]})
+                      app_kwargs={"middleware": [Middleware(SameOrigin), Middleware(BodyLimit)]})
     finally:
         if block:  # stopped (Ctrl-C): the downloads go with it; Gradio empties its own cache
             blocks.close()

@@ -6,6 +6,9 @@ than it may hold, and files no longer shown.
   Origin is not the address the page is served from (`Host`) is refused with 403 before Gradio sees it, so
   another page open in the user's browser can neither upload files nor queue jobs. Requests without an Origin
   (scripts, `gradio_client`, the same page's GETs) pass: they are not a browser acting for another site.
+- `BodyLimit`: an ASGI middleware. A request body other than an upload (JSON: an event's inputs, a cancel) is
+  read up to `MAX_BODY` and refused with 413 beyond it, before Gradio parses it; uploads have Gradio's own
+  cap (`max_file_size`), checked while they stream to disk.
 - `ClientLimit`: at most N jobs queued or running per client address. A job is admitted when it is submitted
   (before Gradio queues it) and its place is freed when it ends, however it ends.
 - `SessionFiles`: the files the page shows one browser session (its job's downloads, the process strip, the
@@ -33,6 +36,7 @@ from pcdms.app import PER_CLIENT
 from pcdms.errors import UserError
 
 DOWNLOADS_KEPT_S = 3600  # backstop: a session's files are never kept longer than this
+MAX_BODY = 1 << 20  # bytes of a request body other than an upload (an event's inputs are a few KiB)
 STALE_S = 10.0  # an admitted job that has not started while the pipeline sat idle this long was dropped
 
 
@@ -51,6 +55,50 @@ class SameOrigin:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse (413) an HTTP request body over `max_bytes`, uploads excepted; the body is read before the app
+    sees it, so nothing parses a larger one."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY) -> None:  # noqa: ANN001 - an ASGI app
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - the ASGI interface
+        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/upload"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:  # also a body without a Content-Length (chunked) is counted as it comes
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send) -> None:  # noqa: ANN001
+        response = PlainTextResponse(f"request body over {self.max_bytes // 1024} KiB refused by pcdms app",
+                                     status_code=413)
+        await response(scope, receive, send)
 
 
 def same_origin(headers: dict[bytes, bytes]) -> bool:

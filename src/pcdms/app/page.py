@@ -31,6 +31,7 @@ from pcdms.gallery import gallery
 from pcdms.errors import UserError
 from pcdms.pipeline import PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
+from pcdms.validation import SEED
 from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
 
 STAGE_CHOICES = [("full: prior + inpaint + refine", "full"), ("B2: prior + inpaint", "B2"), ("B1: inpaint only", "B1")]
@@ -333,7 +334,7 @@ def _settings_column(pipe: PCDMsPipeline) -> list[gr.components.Component]:
         gr.Radio(STAGE_CHOICES, value="full" if pipe.refine is not None else "B2", label="Stages"),
         gr.Slider(1, 100, value=sample.num_inference_steps, step=1, label="Steps per stage", elem_id="steps"),
         gr.Slider(1.0, 10.0, value=sample.inpaint_guidance_scale, step=0.1, label="Guidance scale"),
-        gr.Number(0, precision=0, label="Seed", elem_id="seed"),
+        gr.Number(0, precision=0, minimum=SEED.low, maximum=SEED.high, label="Seed", elem_id="seed"),
         gr.Slider(1, 4, value=1, step=1, label="Samples", elem_id="samples"),
         gr.Slider(0.05, 1.0, value=sample.refine_strength, step=0.05,
                   label="Refine strength (1 = stage 3 from noise, as the paper)"),
