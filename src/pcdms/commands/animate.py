@@ -108,10 +108,9 @@ def run_animate(args: argparse.Namespace) -> int:
     import hashlib
 
     from pcdms.animate import side_by_side
-    from pcdms.commands.common import load_pipeline, load_pose
+    from pcdms.commands.common import load_pose, start
     from pcdms.imageio import load_image
     from pcdms.extract import extract_pose
-    from pcdms.progress import choose_mode
     from pcdms.sequences import pose_fingerprint
     from pcdms.validation import prepare_output_dir
     from pcdms.video import write_gif, write_mp4
@@ -126,9 +125,9 @@ def run_animate(args: argparse.Namespace) -> int:
                 "seed": args.seed, "noise": args.noise, "steps": args.steps, "guidance": args.guidance,
                 "stages": args.stages, "refine_strength": args.refine_strength}
     claim(out, settings)
-    pipe = load_pipeline(args, out)
+    mode, pipe = start(args, out)
     result = pipe.animate(source, sequence, source_pose=source_pose, noise=args.noise, seed=args.seed,
-                          batch_size=args.batch_size, frames_dir=out / "frames", progress=choose_mode(args.no_progress),
+                          batch_size=args.batch_size, frames_dir=out / "frames", progress=mode,
                           stages=args.stages, num_inference_steps=args.steps, guidance_scale=args.guidance)
     frames = result.frames
     if args.side_by_side:
