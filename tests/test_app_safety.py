@@ -198,7 +198,7 @@ def test_the_page_says_when_a_client_holds_its_limit_and_forgets_a_closed_page()
     assert all(check["is_valid"] for check in refused[1:]) and len(refused) == 8
     with pytest.raises(gr.Error, match="Not queued: you already have 1 job"):
         page.on_start("B1", request)  # Run is refused before anything is queued ...
-    assert page.on_refused().startswith("**Not queued:** you already have 1 job(s)")  # ... and the status says why
+    assert page.on_refused(request).startswith("**Not queued:** you already have 1 job(s)")  # ... the status says why
     shown = page.shown(request, "source", Image.new("RGB", (4, 4)))
     page.on_unload(request)  # the page was closed: its waiting job and its files go
     assert page.limit.held("10.0.0.9") == 0 and not Path(shown).exists()
@@ -234,3 +234,17 @@ def test_request_bodies_other_than_uploads_are_capped(app, size, chunked, status
     answer = httpx.post(f"{app.url}gradio_api/queue/join", content=content,
                         headers={"Content-Type": "application/json"}, timeout=60)
     assert answer.status_code == status, answer.text[:200]
+
+
+def test_the_shown_files_go_when_the_app_exits(tmp_path):
+    """The session folders are one temporary folder, removed when the process ends (also without a close)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from PIL import Image; from pcdms.app.guard import SessionFiles; "
+              "files = SessionFiles(sys.argv[1]); files.new('a', 'job'); "
+              "print(files.image('a', 'source', Image.new('RGB', (4, 4))))")
+    shown = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True,
+                           timeout=120).stdout.strip()
+    assert Path(shown).parent.parent.parent == tmp_path and not Path(shown).parent.parent.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -230,9 +230,11 @@ class Page:
         return (gr.Button(interactive=False), stage_bars(idle), None, panel_value(COARSE, hint=WAITING),
                 panel_value(FINAL, hint=WAITING), None, "Waiting for the model ...")
 
-    def on_refused(self) -> str:
+    def on_refused(self, request: gr.Request = None) -> str:
         """Run was refused before anything was queued (`on_start` raised): the status says why."""
-        return f"**Not queued:** {html.escape(self.limit.refusal)}."
+        if self.limit.held(_client(request)) >= self.limit.per_client:
+            return f"**Not queued:** {html.escape(self.limit.refusal)}."
+        return "**Not queued:** the page's settings were refused; reload the page."
 
     @staticmethod
     def on_end() -> gr.Button:
