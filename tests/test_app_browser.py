@@ -214,6 +214,40 @@ def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_di
     assert "Done: 1 sample" in _run_in_view(page, "{}x{}".format(*LAPTOP))
 
 
+@pytest.mark.parametrize("page", [DESKTOP], indirect=True)
+def test_a_pose_picture_as_target_and_a_source_pose_placed_by_hand(page, samples_dir, tmp_path):
+    """Issue 27 in the page: a skeleton picture uploaded as the target is read into the editor (not sent to
+    MediaPipe); a photo in which nobody is found takes the editor's pose as its own, by hand, and runs."""
+    from pcdms.gallery import gallery
+
+    picture = tmp_path / "waving-render.png"  # a ControlNet-style render of a pose, at its own size
+    Image.fromarray(gallery()["front-waving"].resized(512, 352).render(style="authors")).save(picture)
+    message = upload(page, "source-upload", samples_dir / "img3.png", "Pose found|Problem|No person", "source-msg")
+    assert "No person found in img3.png" in message
+
+    page.get_by_role("tab", name="From a photo").click()
+    before, old_src = _render(page), page.locator("#pose-editor img.render").get_attribute("src")
+    message = upload(page, "pose-upload", picture, "read from|taken from|Problem", "target-msg")
+    assert "Target pose read from the skeleton picture waving-render.png" in message
+    page.wait_for_function("(old) => document.querySelector('#pose-editor img.render').src !== old", arg=old_src)
+    after = _render(page)
+    assert after.any() and not np.array_equal(before, after)  # the editor shows the picture's pose
+    wrist = page.locator('#pose-editor circle[data-name="r_wrist"]')  # the waving hand, high
+    shoulder = page.locator('#pose-editor circle[data-name="r_shoulder"]')
+    assert float(wrist.get_attribute("cy")) < float(shoulder.get_attribute("cy"))
+
+    page.locator("#editor-as-source").click()
+    message = wait_for_message(page, "source-msg", "Source pose placed by hand|has no visible joint")
+    assert "Source pose placed by hand" in message
+    assert "Done: 1 sample" in run_and_wait(page)
+    page.wait_for_function("""() => [...document.querySelectorAll('#final img')]
+        .every((img) => img.complete && img.naturalWidth > 0)""")
+    shown = images_shown_whole(page, "#final img", min_height_fraction=0.3)  # a landscape photo: wide, less tall
+    assert shown[0]["natural"] == list(Image.open(samples_dir / "img3.png").size)  # at the source's size
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-placed-by-hand.png"), full_page=True)
+
+
 def test_two_jobs_submitted_together_both_finish(browser, server):
     tabs = []
     for demo in ("id00161_00_front-full.png", "id00165_00_front-full.png"):
