@@ -19,6 +19,36 @@ FORMAT_HELP = """dataset layouts (detected from the files in ROOT):
            normalized_pose_txt/<stem>.txt (18 lines 'x y' as fractions of the image, -1 = missing)"""
 
 
+SYNTH_STYLES = """styles (--style):
+  classic   the people the shipped demo model trained on: tee/long/tank/jacket tops, trousers/shorts/
+            skirts, seven patterns at one scale, a palette of neutrals and mid-saturation colours.
+  wardrobe  a second generator for validation (issue #31): same poses, views, crops and backdrop, but
+            other bodies (shoulder/hip/waist widths, limb thickness, head size, torso and leg lengths,
+            stature), other cuts and patterns, colours uniform over the whole RGB cube, a flatter drawing.
+            Each identity wears one outfit family:
+              dress       one cloth from neck to knee or ankle, sleeveless or short sleeves
+              coat        a long coat (long sleeves, hem below the knees, open over a top) over trousers
+              jumpsuit    one cloth, long sleeves and full-length legs
+              sleeveless  a sleeveless top over trousers or a knee skirt
+              shorts      a short-sleeve top and shorts
+              suit        a long-sleeve top and trousers
+              skirt       a short-sleeve top and a mini or knee skirt
+            Patterns (each at a fine, medium or large scale, up to three colours): solid, stripes,
+            pinstripes, checks, dots, diagonal, gingham, bands, diamonds.
+
+held-out outfits (--held-out, wardrobe only):
+  Names of families and/or patterns (comma-separated) that no training identity wears on any garment.
+  Every test identity's family is drawn from the held-out families (when any are named) and its main
+  garment's pattern from the held-out patterns (when any are named), so a model scores on test only by
+  carrying the source's clothes, not by remembering training outfits. synth-identities.json records
+  the style, the held-out names and each identity's outfit (family, patterns, scale, colours).
+  Example: pcdms data synth --out data/wardrobe --style wardrobe --held-out coat,dress,checks,dots"""
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
@@ -61,6 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "every image; poses, views (front, back, three-quarter), scale and crops vary. Test identities "
             "are disjoint from training. The same --seed writes the same dataset."
         ),
+        epilog=SYNTH_STYLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     synth.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, or an older synth dataset)")
     synth.add_argument("--train-ids", type=at_least(0), default=24, metavar="N", help="training identities (default 24)")
@@ -69,6 +101,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--height", type=at_least(32), default=256, help="image height in pixels (default 256)")
     synth.add_argument("--width", type=at_least(24), default=176, help="image width in pixels (default 176)")
     synth.add_argument("--seed", type=SEED_ARG, default=0)
+    synth.add_argument("--style", choices=["classic", "wardrobe"], default="classic",
+                       help="which people to draw: classic (default; what the demo model trained on) or wardrobe "
+                            "(other bodies, cuts and patterns: a validation set; see below)")
+    synth.add_argument("--held-out", type=_names, default=(), metavar="NAME[,NAME...]",
+                       help="wardrobe only: outfit families and/or patterns that only TEST identities wear "
+                            "(training identities never do), e.g. --held-out coat,dress,checks")
     synth.add_argument(
         "--preview", nargs="?", const="", default=None, metavar="PNG",
         help="also write a contact sheet with keypoints drawn (default path DIR/preview.png)",
@@ -105,7 +143,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
     prepare_output_dir(args.out)
     summary = generate(args.out, args.train_ids, args.test_ids, args.poses, args.height, args.width, args.seed,
-                       progress=choose_mode(args.no_progress))
+                       progress=choose_mode(args.no_progress), style=args.style, held_out=args.held_out)
     for split in summary.images:
         print(f"{split}: {summary.images[split]} images of {len(summary.identities[split])} identities, "
               f"{summary.pairs[split]} pairs")  # fmt: skip

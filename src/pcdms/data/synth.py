@@ -11,20 +11,28 @@ Layout written by `generate` (read back by `pcdms.data.formats`, format `patn`):
 `width` columns); `synth-pairs-<split>.csv` (every ordered pair of images of one identity);
 `<split>.lst`; `synth-identities.json` (each identity's look). Test identities are disjoint from training.
 Deterministic given the seed: identity i and its pose k are drawn from `default_rng([seed, i(, k)])`.
+
+This is the `classic` style, the people the shipped demo model trained on. `generate(style="wardrobe")` writes
+the same layout with other people (`synth_wardrobe`: other bodies, garment cuts and patterns, and outfit
+families or patterns held out of training), a validation set no recipe here was tuned on (issue #31). Posing
+and placing, shared by both styles, live in `synth_figure`.
 """
 
 from __future__ import annotations
 
 import colorsys
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pcdms.data.formats import PairRecord, write_patn
-from pcdms.data.synth_draw import PATTERNS, SUPERSAMPLE, Fabric, Figure, Look, Painter, draw_person
+from pcdms.data.synth_draw import PATTERNS, Fabric, Figure, Look, draw_person
+from pcdms.data.synth_figure import Sample, build_figure, paint_person, place
 from pcdms.errors import UserError
 from pcdms.pose import Pose, render_skeleton
 
@@ -34,8 +42,6 @@ HAIR_COLOURS = ((0.08, 0.07, 0.07), (0.23, 0.15, 0.1), (0.42, 0.27, 0.15), (0.55
                 (0.86, 0.72, 0.45), (0.7, 0.7, 0.7), (0.8, 0.45, 0.6))  # fmt: skip
 NEUTRALS = ((0.1, 0.1, 0.11), (0.95, 0.95, 0.93), (0.16, 0.2, 0.38), (0.55, 0.55, 0.56), (0.82, 0.74, 0.6),
             (0.27, 0.38, 0.58))  # fmt: skip
-CROPS = {"full": 0.7, "knee-up": 0.13, "waist-up": 0.1, "head-cut": 0.07}
-VIEWS = {"front": 0.55, "three-quarter": 0.25, "back": 0.2}
 SPLITS = ("train", "test")
 
 
@@ -102,123 +108,6 @@ def sample_identity(seed: int, index: int, split: str) -> Identity:
                     0.16 * jitter[1], 0.14 * jitter[2], 0.23 * jitter[3], 0.23 * jitter[4])  # fmt: skip
 
 
-def _arm_angles(rng: np.random.Generator) -> tuple[float, float]:
-    """(upper arm, forearm) angles from straight down, positive away from the body."""
-    style = rng.choice(["relaxed", "hip", "raised", "across", "out", "face"], p=[0.35, 0.17, 0.1, 0.15, 0.13, 0.1])
-    upper = {"relaxed": (0.05, 0.25), "hip": (0.5, 0.8), "raised": (1.9, 2.6), "across": (0.0, 0.25),
-             "out": (1.1, 1.6), "face": (0.3, 0.55)}[style]  # fmt: skip
-    bend = {"relaxed": (-0.1, 0.2), "hip": (-2.4, -1.9), "raised": (-0.4, 0.5), "across": (-1.75, -1.3),
-            "out": (-0.3, 0.3), "face": (-3.2, -2.9)}[style]  # fmt: skip
-    a = rng.uniform(*upper)
-    return a, a + rng.uniform(*bend)
-
-
-def _leg_angles(rng: np.random.Generator) -> tuple[float, float, float]:
-    """(thigh angle, shin angle, shin foreshortening)."""
-    style = rng.choice(["stand", "wide", "cross", "bent"], p=[0.45, 0.25, 0.15, 0.15])
-    thigh = {"stand": (0.0, 0.12), "wide": (0.15, 0.33), "cross": (-0.16, -0.06), "bent": (0.05, 0.2)}[style]
-    b = rng.uniform(*thigh)
-    shin = b + (rng.uniform(-0.35, -0.2) if style == "bent" else rng.uniform(-0.08, 0.05))
-    return b, shin, (rng.uniform(0.82, 0.92) if style == "bent" else 1.0)
-
-
-def _direction(side_sign: float, angle: float) -> np.ndarray:
-    return np.array([side_sign * np.sin(angle), np.cos(angle)])
-
-
-def build_figure(identity: Identity, rng: np.random.Generator) -> tuple[Figure, str, np.ndarray]:
-    """A random pose in body units (pelvis at the origin, y down): the figure, its view, and joint visibility."""
-    look = identity.look
-    view = str(rng.choice(list(VIEWS), p=list(VIEWS.values())))
-    turn = float(rng.choice([-1, 1]) * rng.uniform(0.3, 0.6)) if view == "three-quarter" else float(rng.normal(0, 0.05))
-    back = view == "back"
-    tilt = float(rng.normal(0, 0.03))
-    down = np.array([-np.sin(tilt), np.cos(tilt)])
-    across = np.array([down[1], -down[0]])
-    sign = {"r": 1.0 if back else -1.0, "l": -1.0 if back else 1.0}  # image side of the person's right/left
-    squash = {k: 1 - abs(turn) * (0.75 if sign[k] * turn > 0 else 0.2) for k in "rl"}
-    j = np.zeros((18, 2))
-    neck = -identity.torso * down
-    for k, (sh, el, wr), (hp, kn, an) in (("r", (2, 3, 4), (8, 9, 10)), ("l", (5, 6, 7), (11, 12, 13))):
-        j[sh] = neck + sign[k] * identity.shoulder_half * squash[k] * across
-        j[hp] = sign[k] * look.hip_half * squash[k] * across
-        upper, lower = _arm_angles(rng)
-        j[el] = j[sh] + identity.upper_arm * _direction(sign[k], upper)
-        j[wr] = j[el] + identity.forearm * _direction(sign[k], lower)
-        thigh, shin, short = _leg_angles(rng)
-        j[kn] = j[hp] + identity.thigh * _direction(sign[k], thigh)
-        j[an] = j[kn] + identity.shin * short * _direction(sign[k], shin)
-    j[1] = (j[2] + j[5]) / 2
-    head_angle = tilt + float(rng.normal(0, 0.08))
-    head_up = np.array([np.sin(head_angle), -np.cos(head_angle)])
-    head_side = np.array([np.cos(head_angle), np.sin(head_angle)])
-    centre = j[1] + (0.03 + 1.1 * look.head_r) * head_up
-    face_shift = 0.0 if back else float(np.clip(turn * 1.2, -0.7, 0.7)) * (-1.0)  # face turns away from the far side
-    rx, ry = look.head_r, 1.18 * look.head_r
-    shift = face_shift * rx
-    for k, (eye, ear) in (("r", (14, 16)), ("l", (15, 17))):
-        j[eye] = centre + (sign[k] * 0.38 * rx + shift) * head_side + 0.05 * ry * head_up
-        j[ear] = centre + (sign[k] * 0.95 * rx + 0.4 * shift) * head_side
-    j[0] = centre + 1.3 * shift * head_side - 0.18 * ry * head_up
-    visible = np.ones(18, dtype=bool)
-    if back:
-        visible[[0, 14, 15]] = False  # a face seen from behind
-    for k, ear in (("r", 16), ("l", 17)):
-        if not back and sign[k] * face_shift > 0.35:
-            visible[ear] = False
-    in_front = {}
-    for k, (sh, wr) in (("r", (2, 4)), ("l", (5, 7))):
-        inside_x = min(j[2, 0], j[5, 0]) < j[wr, 0] < max(j[2, 0], j[5, 0])
-        in_front[k] = bool(inside_x and neck[1] < j[wr, 1] < 0.08)
-    figure = Figure(j, centre, head_angle, 1.0, down, "back" if back else "front", turn, in_front, face_shift)
-    return figure, view, visible
-
-
-def place(figure: Figure, look: Look, height: int, width: int, rng: np.random.Generator) -> tuple[Figure, str]:
-    """Scale and move a body-unit figure into a supersampled canvas, choosing the crop: (figure, crop)."""
-    j = figure.joints
-    head_top = figure.head_centre[1] - 1.25 * look.head_r
-    feet = j[[10, 13], 1].max() + 0.04
-    crop = str(rng.choice(list(CROPS), p=list(CROPS.values())))
-    top, bottom = {"full": (head_top, feet), "knee-up": (head_top, max(j[9, 1], j[12, 1]) + 0.04),
-                   "waist-up": (head_top, 0.12), "head-cut": (j[1, 1] - 0.04, max(j[9, 1], j[12, 1]))}[crop]  # fmt: skip
-    h, w = height * SUPERSAMPLE, width * SUPERSAMPLE
-    margin = rng.uniform(0.03, 0.08) if crop == "full" else 0.02
-    scale = h * (1 - 2 * margin) / (bottom - top)
-    left, right = j[:, 0].min() - 0.05, j[:, 0].max() + 0.05
-    if crop == "full":
-        scale = min(scale, w * 0.97 / (right - left))
-    x_offset = w / 2 - scale * (left + right) / 2 + rng.uniform(-0.05, 0.05) * w
-    y_offset = h * margin - scale * top if crop != "full" else (h - scale * (bottom - top)) / 2 - scale * top
-    offset = np.array([x_offset, y_offset])
-    placed = Figure(j * scale + offset, figure.head_centre * scale + offset, figure.head_angle, scale,
-                    figure.down, figure.view, figure.turn, figure.arms_in_front, figure.face_shift)  # fmt: skip
-    return placed, crop
-
-
-def _background(height: int, width: int, rng: np.random.Generator, feet_y: float, feet_x: float) -> np.ndarray:
-    """A studio backdrop: light grey with a tint, darker towards the floor, a soft shadow under the feet."""
-    level = rng.uniform(0.86, 0.97)
-    tint = rng.normal(0, 0.012, 3)
-    ramp = np.linspace(1.0, 0.94, height, dtype=np.float32)[:, None, None]
-    colour = np.clip(level + tint, 0, 1).astype(np.float32)[None, None, :]
-    ys = np.arange(height, dtype=np.float32)[:, None]
-    xs = np.arange(width, dtype=np.float32)[None, :]
-    shadow = ((xs - feet_x) / (0.3 * width)) ** 2 + ((ys - feet_y) / (0.025 * height)) ** 2 < 1
-    return colour * ramp * np.where(shadow, 0.9, 1.0).astype(np.float32)[:, :, None]
-
-
-@dataclass
-class Sample:
-    """One drawn image: uint8 (H, W, 3), its keypoints in the HxW frame, a tag (view-crop), and a bool (H, W)
-    mask of the pixels the person covers (at least partly)."""
-
-    image: np.ndarray
-    pose: Pose
-    tag: str
-    mask: np.ndarray
-
-
 def render_sample(identity: Identity, seed: int, number: int, height: int, width: int) -> Sample:
     """Image `number` of an identity, drawn from `default_rng([seed, identity.index, number])`."""
     rng = np.random.default_rng([seed, identity.index, number])
@@ -232,13 +121,7 @@ def paint_figure(identity: Identity, figure: Figure, visible: np.ndarray, height
     """Draw a figure placed in the supersampled canvas (`place`) on a studio backdrop drawn from `rng`;
     `visible` (18,) marks the joints an annotator would see. Also how a posed figure of one's own (a motion's
     frame) gets its true image."""
-    feet = figure.joints[[10, 13]].mean(axis=0)
-    painter = Painter(_background(height * SUPERSAMPLE, width * SUPERSAMPLE, rng, feet[1] + 0.02 * figure.scale, feet[0]))
-    draw_person(painter, identity.look, figure)
-    pose = Pose(figure.joints / SUPERSAMPLE, visible, height, width)
-    pose = Pose(pose.xy, pose.inside(), height, width)  # a crop hides the joints outside the frame
-    covered = (painter.ids > 0).reshape(height, SUPERSAMPLE, width, SUPERSAMPLE).any(axis=(1, 3))
-    return Sample(painter.finish(), pose, tag, covered)
+    return paint_person(figure, visible, height, width, rng, lambda painter: draw_person(painter, identity.look, figure), tag)
 
 
 # ---------------------------------------------------------------------- the dataset
@@ -259,11 +142,17 @@ def generate(
     width: int = 176,
     seed: int = 0,
     progress: bool | str = False,
+    style: str = "classic",
+    held_out: Sequence[str] = (),
 ) -> SynthSummary:
     """Write a synthetic dataset to `out` (layout in the module docstring) and return what was written.
-    progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode."""
+    progress: True (a bar in a terminal, else lines), False (silent) or a `pcdms.progress` mode.
+    style: `classic` (this module's people, what the demo model trained on) or `wardrobe`
+    (`synth_wardrobe`: other bodies, cuts and patterns); held_out: wardrobe families or patterns that only
+    test identities wear."""
     from pcdms.progress import Progress, resolve_mode
 
+    sample, render, describe = _style(style, held_out, train_identities)
     if min(train_identities, test_identities) < 0 or poses_per_identity < 2:
         raise UserError("identity counts must be >= 0 and --poses >= 2 (a pair needs two images)")
     if height < 32 or width < 24:
@@ -271,6 +160,8 @@ def generate(
     out = Path(out)
     _prepare_out(out)
     meta = {"seed": seed, "height": height, "width": width, "poses_per_identity": poses_per_identity, "identities": []}
+    if style != "classic":  # a classic dataset's file stays as it always was
+        meta = {"style": style, "held_out": list(held_out), **meta}
     (out / "synth-identities.json").write_text(json.dumps(meta))  # marks the folder as ours even if interrupted
     counts = {"train": train_identities, "test": test_identities}
     first = {"train": 0, "test": train_identities}  # disjoint identity indices
@@ -284,14 +175,14 @@ def generate(
         pairs: list[PairRecord] = []
         ids = list(range(first[split], first[split] + counts[split]))
         for index in ids:
-            identity = sample_identity(seed, index, split)
-            described.append({"index": index, "split": split, **asdict(identity)})
+            identity = sample(seed, index, split)
+            described.append({"index": index, "split": split, **describe(identity)})
             names = []
             for number in range(poses_per_identity):
-                sample = render_sample(identity, seed, number, height, width)
-                name = f"id{index:05d}_{number:02d}_{sample.tag}.png"
-                Image.fromarray(sample.image).save(out / split / name, compress_level=1)
-                poses[name] = sample.pose
+                drawn = render(identity, seed, number, height, width)
+                name = f"id{index:05d}_{number:02d}_{drawn.tag}.png"
+                Image.fromarray(drawn.image).save(out / split / name, compress_level=1)
+                poses[name] = drawn.pose
                 names.append(name)
                 bar.update()
             pairs += [PairRecord(a, b) for a in names for b in names if a != b]
@@ -302,6 +193,21 @@ def generate(
     meta["identities"] = described
     (out / "synth-identities.json").write_text(json.dumps(meta, indent=1))
     return summary
+
+
+def _style(style: str, held_out: Sequence[str], train_identities: int) -> tuple[Callable, Callable, Callable]:
+    """(sample identity, render image, describe identity) of a style."""
+    if style == "classic":
+        if held_out:
+            raise UserError("--held-out needs --style wardrobe (the classic style has no held-out outfits)")
+        return sample_identity, render_sample, asdict
+    if style != "wardrobe":
+        raise UserError(f"unknown --style '{style}'; choose classic or wardrobe")
+    from pcdms.data import synth_wardrobe as wardrobe
+
+    names = wardrobe.check_held_out(held_out, train_identities)
+    return (partial(wardrobe.sample_wardrobe_identity, held_out=names), wardrobe.render_wardrobe_sample,
+            wardrobe.describe_wardrobe_identity)  # fmt: skip
 
 
 def _prepare_out(out: Path) -> None:
