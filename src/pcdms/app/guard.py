@@ -111,11 +111,26 @@ def same_origin(headers: dict[bytes, bytes]) -> bool:
 
 
 # ---------------------------------------------------------------------- jobs per client
+LOCAL = "in-process"  # the session and client of a handler called without a page (tests, scripts)
+
+
+def session_of(request: object | None) -> str:
+    """The page session a Gradio event came from (`gr.Request.session_hash`; a page view: files are kept per
+    session)."""
+    return getattr(request, "session_hash", None) or LOCAL
+
+
+def client_of(request: object | None) -> str:
+    """The address a Gradio event came from (`gr.Request.client.host`): jobs are limited per address, since a
+    session is the client's own choice."""
+    return getattr(getattr(request, "client", None), "host", None) or LOCAL
+
+
 class TooManyJobs(UserError):
     """A client submitted a job while it already holds its limit of queued or running jobs."""
 
 
-@dataclass
+@dataclass(eq=False)  # each ticket is one job: compared by identity
 class Ticket:
     """One admitted job: its client address, its page session, and whether its run has started."""
 

@@ -23,10 +23,10 @@ from PIL import Image
 
 from pcdms.app import PER_CLIENT, poses
 from pcdms.app.editor import pose_editor
-from pcdms.app.guard import ClientLimit, SessionFiles, TooManyJobs, delete_upload
+from pcdms.app.guard import ClientLimit, SessionFiles, TooManyJobs, client_of, delete_upload, session_of
 from pcdms.app.jobs import JobRequest, run_job, stages_run
 from pcdms.app.picker import picker_value, pose_picker
-from pcdms.app.results import WAITING, panel_value, result_panel, stage_bars
+from pcdms.app.results import WAITING, panel_value, process_strip, result_panel, stage_bars
 from pcdms.gallery import gallery
 from pcdms.errors import UserError
 from pcdms.pipeline import PCDMsPipeline
@@ -59,20 +59,6 @@ def _extract(image: Image.Image) -> Pose | None:
 
 def _name(path: str | None) -> str:
     return html.escape(Path(path).name) if path else "the file"
-
-
-LOCAL = "in-process"  # the session and client of a handler called without a page (tests, scripts)
-
-
-def _session(request: gr.Request | None) -> str:
-    """The page session an event came from (a page view: its files are kept for it)."""
-    return getattr(request, "session_hash", None) or LOCAL
-
-
-def _client(request: gr.Request | None) -> str:
-    """The address an event came from: jobs are limited per address (a session is the client's own choice)."""
-    client = getattr(request, "client", None) if request is not None else None
-    return getattr(client, "host", None) or LOCAL
 
 
 class Page:
@@ -122,7 +108,7 @@ class Page:
     # ------------------------------------------------------------ source
     def shown(self, request: gr.Request | None, kind: str, image: Image.Image, keep: int = 1) -> str:
         """`image` as a file of this page session, replacing its `kind` shown before (see `SessionFiles`)."""
-        return self.files.image(_session(request), kind, image, keep)
+        return self.files.image(session_of(request), kind, image, keep)
 
     def load_source(self, path: str | None, display_name: str, request: gr.Request | None = None):
         """-> (photo with its pose drawn (a file of the session), message, state). The state is None unless the
@@ -223,7 +209,7 @@ class Page:
         Outputs: (run button, bars, live preview, coarse, final, downloads, message). A client holding its limit
         of jobs is told so (`gr.Error`) and nothing follows."""
         try:
-            self.limit.check(_client(request))
+            self.limit.check(client_of(request))
         except TooManyJobs as err:
             raise gr.Error(f"Not queued: {err}.", print_exception=False) from None
         idle = {name: 0.0 for name in self.stages_run(stages)}
@@ -232,7 +218,7 @@ class Page:
 
     def on_refused(self, request: gr.Request = None) -> str:
         """Run was refused before anything was queued (`on_start` raised): the status says why."""
-        if self.limit.held(_client(request)) >= self.limit.per_client:
+        if self.limit.held(client_of(request)) >= self.limit.per_client:
             return f"**Not queued:** {html.escape(self.limit.refusal)}."
         return "**Not queued:** the page's settings were refused; reload the page."
 
@@ -247,21 +233,21 @@ class Page:
         its limit of queued or running jobs is refused (nothing is queued); else the job takes a place, freed when
         it ends (`on_run`). -> a `gr.validate` per input."""
         try:
-            self.limit.admit(_client(request), _session(request))
+            self.limit.admit(client_of(request), session_of(request))
         except TooManyJobs as err:
             return [gr.validate(False, f"Not queued: {err}.")] + [gr.validate(True, "")] * 7
         return [gr.validate(True, "")] * 8
 
     def on_unload(self, request: gr.Request = None) -> None:
         """The page was closed or reloaded: its files are deleted, its jobs not yet started free their places."""
-        self.files.end(_session(request))
-        self.limit.end_session(_session(request))
+        self.files.end(session_of(request))
+        self.limit.end_session(session_of(request))
 
     def on_run(self, source: dict | None, editor: dict, stages: str, steps: float, guidance: float, seed: float,
                samples: float, strength: float, request: gr.Request = None):
         """Generator for the run outputs: (bars, live preview, coarse, final, downloads, message). The job's place
         (`ClientLimit`) is freed when it ends, also when it is given up (the generator closed)."""
-        ticket = self.limit.start(_client(request), _session(request))
+        ticket = self.limit.start(client_of(request), session_of(request))
         try:
             yield from self._run(source, editor, stages, steps, guidance, seed, samples, strength, request)
         finally:
@@ -285,7 +271,7 @@ class Page:
         yield stage_bars({name: 0.0 for name in self.stages_run(stages)}), None, *(gr.skip(),) * 3, "Starting ..."
         frames: list[Image.Image] = []  # the predicted clean images so far, shown as a growing strip
         # the job's downloads replace the session's last ones; the strip shown keeps the one before (still loading)
-        downloads = self.files.new(_session(request), "job")
+        downloads = self.files.new(session_of(request), "job")
         with contextlib.closing(run_job(self.pipe, job, self.model_name, downloads, tick_s=TICK_S)) as updates:
             for update in updates:
                 if update.tick:  # nothing new; Gradio may close (cancel) the job here
@@ -293,7 +279,7 @@ class Page:
                     continue
                 if update.preview is not None:
                     frames.append(update.preview)
-                strip = (self.shown(request, "process", _strip(frames), keep=2) if update.preview is not None
+                strip = (self.shown(request, "process", process_strip(frames), keep=2) if update.preview is not None
                          else gr.skip())
                 if update.error:
                     yield stage_bars(update.progress), strip, *empty, f"**The job failed:** {html.escape(update.error)}"
@@ -301,22 +287,10 @@ class Page:
                 if update.images is None:
                     yield stage_bars(update.progress), strip, gr.skip(), gr.skip(), gr.skip(), "Running ..."
                     continue
-                process = update.process[0] if update.process else _strip(frames)
+                process = update.process[0] if update.process else process_strip(frames)
                 yield (stage_bars(update.progress), self.shown(request, "process", process, keep=2),
                        panel_value(COARSE, update.coarse_images), panel_value(final_label, update.images),
                        update.files, f"Done: {len(update.images)} sample(s), seed {int(seed)}.")
-
-
-def _strip(frames: list[Image.Image]) -> Image.Image | None:
-    """Frames side by side, left to right (all the model's size)."""
-    if not frames:
-        return None
-    strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
-    x = 0
-    for frame in frames:
-        strip.paste(frame, (x, 0))
-        x += frame.width
-    return strip
 
 
 CSS = """

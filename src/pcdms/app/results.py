@@ -67,3 +67,15 @@ def stage_bars(progress: dict[str, float]) -> str:
         f'<progress max="100" value="{round(100 * value)}"></progress><span>{round(100 * value)}%</span></div>'
         for name, value in progress.items())
     return f'<div class="stage-bars">{rows}</div>'
+
+
+def process_strip(frames: list[Image.Image]) -> Image.Image | None:
+    """The predicted clean images so far side by side, left to right (all the model's size): the process panel."""
+    if not frames:
+        return None
+    strip = Image.new("RGB", (sum(f.width for f in frames), max(f.height for f in frames)))
+    x = 0
+    for frame in frames:
+        strip.paste(frame, (x, 0))
+        x += frame.width
+    return strip
