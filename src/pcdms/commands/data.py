@@ -148,7 +148,8 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f"{split}: {summary.images[split]} images of {len(summary.identities[split])} identities, "
               f"{summary.pairs[split]} pairs")  # fmt: skip
     if args.preview is not None:
-        path = contact_sheet(args.out, args.preview or Path(args.out) / "preview.png")
+        split = "train" if summary.images.get("train") else "test"  # --train-ids 0: a held-out set alone
+        path = contact_sheet(args.out, args.preview or Path(args.out) / "preview.png", split)
         print(f"preview: {path}")
     print(f"dataset: {summary.root}")
     return 0
