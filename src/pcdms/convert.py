@@ -13,8 +13,8 @@ channels, layer counts, block types, token and embedding sizes); what shapes can
 counts, norm groups) comes from the config preset, and the report says which values those were. The model
 is built on the `meta` device (no random init), checked tensor by tensor against the file, and written with
 `StageModel.save_pretrained` (`config.json` + `model.safetensors`) plus `conversion.json` (provenance).
-`assemble_model` puts converted stages and a run config together into the folder
-`PCDMsPipeline.from_pretrained` reads; the simplified model converts straight into such a folder.
+`pcdms.modelfolder.assemble_model` (re-exported here) puts converted stages and a run config together into the
+folder `PCDMsPipeline.from_pretrained` reads; the simplified model converts straight into such a folder.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ import torch
 from pcdms import configio
 from pcdms.checkpoints import Checkpoint, find_checkpoint_file, read_checkpoint  # noqa: F401 (re-exported)
 from pcdms.checkpoints import names as _names
-from pcdms.config import RunConfig, outside_folder_problem, pretrained_paths, save_config
+from pcdms.config import RunConfig
 from pcdms.errors import ConfigError, UserError
 from pcdms.models import STAGES, StageModel
 from pcdms.models.blocks import without_pretrained_paths
-from pcdms.models.io import CONFIG_NAME, WEIGHTS_NAME
+from pcdms.modelfolder import (REPORT_NAME, assemble_model, check_out, check_self_contained,  # noqa: F401
+                              read_stage_config, replace_folder)
 
-REPORT_NAME = "conversion.json"
 STAGE_TITLES = {"prior": "stage-1 (prior)", "inpaint": "stage-2 (inpaint)", "refine": "stage-3 (refine)",
                 "simplified": "simplified stage-2-only model"}
 # Keys (ours and the authors') that only one stage's file can hold.
@@ -264,7 +264,7 @@ def convert_authors_checkpoint(
     simplified = held == "inpaint" and is_simplified(ckpt.state)
     if simplified:
         return _convert_simplified(ckpt, cfg, out, dtype, overwrite)
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     report = _write_stage(ckpt, held, getattr(cfg, held), out, dtype)
     report.recipe = cfg.sample.recipe
     return report
@@ -293,7 +293,7 @@ def _write_stage(ckpt: Checkpoint, stage: str, preset: Any, out: Path, dtype: to
     shutil.rmtree(tmp, ignore_errors=True)
     model.eval().save_pretrained(tmp)
     (tmp / REPORT_NAME).write_text(json.dumps(report.__dict__, indent=2) + "\n")
-    _replace(tmp, out)
+    replace_folder(tmp, out)
     return report
 
 
@@ -309,7 +309,7 @@ def _convert_simplified(ckpt: Checkpoint, cfg: RunConfig, out: Path, dtype: torc
     inpaint = out / "inpaint"
     if (out / "config.yaml").exists() and not overwrite:
         raise UserError(f"'{out}' already holds a model (config.yaml): choose another --out, or --overwrite")
-    _check_out(inpaint, overwrite)
+    check_out(inpaint, overwrite)
     report = _write_stage(ckpt, "inpaint", cfg.inpaint, inpaint, dtype)
     report.stage, report.out, report.recipe = "simplified", str(out), cfg.sample.recipe
     raw = configio.to_dict(cfg)
@@ -319,9 +319,10 @@ def _convert_simplified(ckpt: Checkpoint, cfg: RunConfig, out: Path, dtype: torc
     raw["encoders"]["dino"]["hidden_size"] = report.inferred["encoders.dino.hidden_size"] = width
     raw["refine"]["image_token_dim"] = width  # no stage 3 here; kept consistent for the config's checks
     try:
-        save_config(configio.from_dict(RunConfig, raw), out)
+        cfg = configio.from_dict(RunConfig, raw)
     except ConfigError as err:
         raise UserError(f"the simplified model does not fit the config's encoders/data: {err}") from None
+    assemble_model(out, cfg, {"inpaint": inpaint})
     return report
 
 
@@ -333,93 +334,3 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_stage_folder(folder: Path) -> bool:
-    try:
-        return json.loads((folder / CONFIG_NAME).read_text()).get("stage") in STAGES
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to write over anything but a stage folder, and over that only with `overwrite`."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
-    if not overwrite:
-        raise UserError(f"'{out}' already exists and is not empty: choose another --out, or --overwrite to replace it")
-    if not _is_stage_folder(out):
-        raise UserError(f"--overwrite refuses '{out}': it is not a PCDMs stage folder (no config.json with a stage)")
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-
-
-# ---------------------------------------------------------------- assembling a pipeline folder
-def read_stage_config(folder: str | Path, stage: str) -> Any:
-    """The stage dataclass saved in a stage folder's config.json (checked to be `stage`)."""
-    folder = Path(folder)
-    path = folder / CONFIG_NAME
-    if not path.is_file() or not (folder / WEIGHTS_NAME).is_file():
-        raise UserError(f"--{stage} '{folder}' is not a converted stage folder: expected {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        saved = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    if saved.get("stage") != stage:
-        raise UserError(f"--{stage} '{folder}' holds a '{saved.get('stage')}' model, not a '{stage}' model")
-    return configio.from_dict(STAGES[stage].config_class, saved.get("config", {}), prefix=stage)
-
-
-def check_self_contained(cfg: RunConfig) -> None:
-    """Refuse, before a model folder is written, encoder paths that would not load once the folder is copied
-    elsewhere (the rule `load_model_folder_config` applies when reading it)."""
-    for key, value in pretrained_paths(configio.to_dict(cfg.encoders), "encoders."):
-        problem = outside_folder_problem(key, value)
-        if problem:
-            raise UserError(f"a model folder is self-contained: {problem}")
-
-
-def assemble_model(out: str | Path, cfg: RunConfig, stages: Mapping[str, str | Path | None],
-                   overwrite: bool = False) -> Path:
-    """Make the folder `PCDMsPipeline.from_pretrained` reads: `config.yaml` (cfg with each stage section
-    taken from its folder) and `prior/`, `inpaint/`, `refine/` (hard links to the given folders' files, or
-    copies across file systems). A stage not given is taken from `out/<stage>` when already there. Stages
-    converted from the authors' files (`conversion.json`) make the model sample with their recipe."""
-    out = Path(out)
-    folders = {name: Path(stages[name]) if stages.get(name) else
-               (out / name if (out / name / CONFIG_NAME).is_file() else None) for name in STAGES}
-    if folders["inpaint"] is None:
-        raise UserError("--inpaint is required: a PCDMs model needs stage 2 (prior and refine are optional)")
-    check_self_contained(cfg)
-    raw = configio.to_dict(cfg)
-    for name, folder in folders.items():
-        if folder is not None:
-            raw[name] = configio.to_dict(read_stage_config(folder, name))
-    if raw["sample"]["recipe"] == "pcdms" and any(f is not None and (f / REPORT_NAME).is_file() for f in folders.values()):
-        raw["sample"]["recipe"] = "authors"  # converted from the authors' files: sampled their way
-    try:
-        run = configio.from_dict(RunConfig, raw)
-    except ConfigError as err:
-        raise UserError(f"the stage folders do not fit the config's encoders/data: {err}") from None
-    for name, folder in folders.items():
-        target = out / name
-        if folder is None or (target.exists() and target.resolve() == folder.resolve()):
-            continue
-        _check_out(target, overwrite)
-        tmp = target.with_name(f".{name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for file in sorted(p for p in folder.iterdir() if p.is_file()):
-            _link_or_copy(file, tmp / file.name)
-        _replace(tmp, target)
-    save_config(run, out)
-    return out
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)  # multi-GB weights: no second copy on the same file system
-    except OSError:
-        shutil.copy2(src, dst)

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pcdms.config import STAGE_NAMES, RunConfig, SampleConfig, config_to_yaml, load_model_folder_config
+from pcdms.config import STAGE_NAMES, RunConfig, SampleConfig, load_model_folder_config
 from pcdms.data.canvas import make_canvas, masked_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
 from pcdms.encoders import ROLES, Encoders, build_encoders
 from pcdms.errors import UserError
 from pcdms.extract import extract_pose
 from pcdms.fastpaths import apply_fast_paths
+from pcdms.modelfolder import assemble_model, save_random_encoders  # noqa: F401 (save_random_encoders re-exported)
 from pcdms.framing import Fit, pose_tensor, to_pil, to_tensor
 from pcdms.pose import Pose
 
@@ -55,19 +56,6 @@ class PCDMsOutput:
     target_embeds: torch.Tensor | None
     process: list[Image.Image] | None = None
     stages_run: tuple[str, ...] = field(default_factory=tuple)
-
-
-def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Encoders | None = None) -> list[str]:
-    """Save the random-weight CLIP/DINOv2 encoders (`pretrained_path` null; not Inception) into
-    `folder/encoders/<name>`, so a model folder trained with random-weight encoders is self-contained. Returns
-    the names saved."""
-    random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).random_weights]
-    if random:
-        if encoders is None or any(getattr(encoders, name) is None for name in random):
-            encoders = build_encoders(cfg.encoders)  # a run that did not need one still saves it
-        for name in random:
-            getattr(encoders, name).model.save_pretrained(Path(folder) / "encoders" / name)
-    return random
 
 
 @dataclass
@@ -223,13 +211,13 @@ class PCDMsPipeline:
                 "pose_canvas": make_canvas(source_render, target_render)}
 
     def save_pretrained(self, folder: str | Path, cfg: RunConfig) -> Path:
-        """Write the folder `from_pretrained` reads; encoders without a local path are saved with it."""
+        """Write the folder `from_pretrained` reads (`pcdms.modelfolder.assemble_model`, the one writer): each
+        stage, `config.yaml`, and the encoders without a local path."""
         root = Path(folder)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(config_to_yaml(cfg))
         for name in STAGE_NAMES:
             if getattr(self, name) is not None:
                 getattr(self, name).save_pretrained(root / name)
+        assemble_model(root, cfg, {})
         save_random_encoders(cfg, root, self.encoders)
         return root
 
