@@ -67,11 +67,6 @@ class UNetConfig:
     use_linear_projection: bool = True
     norm_num_groups: int = 32
 
-    @property
-    def time_embed_dim(self) -> int:
-        """Width of the timestep embedding (diffusers: 4 x the first block's channels)."""
-        return 4 * self.block_out_channels[0]
-
 
 @dataclass
 class PriorConfig:
