@@ -176,3 +176,8 @@ def test_render_command_writes_one_pose_image_per_annotated_image(tmp_path):
     assert main(["pose", "render", str(tmp_path / "ds"), "--out", str(tmp_path / "r2"), "--height", "128", "--width", "88"]) == 0
     assert Image.open(tmp_path / "r2" / "test" / "b.png").size == (88, 128)
     assert main(["pose", "render", str(tmp_path / "ds"), "--out", str(tmp_path / "r3"), "--height", "128"]) == 2
+    # the authors' drawing (4-px limbs at any size), as their openpose_all_img renders
+    assert main(["pose", "render", str(annotation), "--out", str(tmp_path / "r4"), "--style", "authors"]) == 0
+    authors = np.asarray(Image.open(tmp_path / "r4" / "test" / "a.png"))
+    assert np.array_equal(authors, render_skeleton(pose.normalized(), H, W, "authors"))
+    assert (authors.max(axis=2) > 0).sum() > (written.max(axis=2) > 0).sum()  # thicker than scaled at 256x176

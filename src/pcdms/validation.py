@@ -246,6 +246,7 @@ def setting_arg(name: str):
 
 
 SEED_ARG = setting_arg("seed")
+FRAME_SIDE_ARG = _arg_type(int, FRAME_SIDE)  # an image or canvas side given on the command line
 
 
 # ---------------------------------------------------------------- output folders and devices

@@ -7,8 +7,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcdms.commands.common import add_progress_arg
 from pcdms.errors import UserError
-from pcdms.validation import at_least, float_in, prepare_output_dir
+from pcdms.pose import SKELETON_STYLES
+from pcdms.validation import FRAME_SIDE_ARG, float_in, prepare_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,11 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--out", required=True, metavar="DIR", help="output folder")
     render.add_argument("--split", action="append", metavar="NAME", help="only this split (repeatable; default all)")
     render.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
-    render.add_argument("--height", type=at_least(1), help="render height in pixels")
-    render.add_argument("--width", type=at_least(1), help="render width in pixels")
-    render.add_argument("--no-progress", action="store_true",
-                        help="no progress bars: a plain line every 10%% of the images or minute instead "
-                             "(what a log file gets anyway when output is not a terminal)")
+    render.add_argument("--height", type=FRAME_SIDE_ARG, help="render height in pixels")
+    render.add_argument("--width", type=FRAME_SIDE_ARG, help="render width in pixels")
+    render.add_argument("--style", choices=SKELETON_STYLES, default="scaled",
+                        help="scaled (default): limbs 4 px wide at 512 and scaled with the size, as the project's "
+                             "presets train with; authors: 4 px at every size, exactly as the authors' "
+                             "draw_bodypose (their openpose_all_img/<name>_pose.jpg renders)")
+    add_progress_arg(render, "images")
     render.set_defaults(func=run_render)
 
     extract = sub.add_parser(
@@ -59,9 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDER", help="image files and/or folders")
     extract.add_argument("--out", required=True, metavar="DIR", help="output folder")
     extract.add_argument("--render", action="store_true", help="also write skeleton renders")
-    extract.add_argument("--no-progress", action="store_true",
-                         help="no progress bars: a plain line every 10%% of the images or minute instead "
-                              "(what a log file gets anyway when output is not a terminal)")
+    add_progress_arg(extract, "images")
     extract.add_argument("--split", default="test", help="split name of the dataset written for a folder (default test)")
     extract.add_argument("--threshold", type=float_in(0, 1), default=0.5, help="minimum MediaPipe visibility of a joint (default 0.5)")
     extract.set_defaults(func=run_extract)
@@ -130,7 +132,7 @@ def run_render(args: argparse.Namespace) -> int:
         else:
             target = out / split / Path(entry.name).with_suffix(".png")
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(render_skeleton(entry.keypoints, *size)).save(target)
+            Image.fromarray(render_skeleton(entry.keypoints, *size, args.style)).save(target)
         bar.update()
     bar.close()
     print(f"rendered {len(jobs) - failed} pose images to {out}")
