@@ -186,3 +186,15 @@ def test_a_source_given_for_many_frames_is_encoded_once(pipe, source):
 def test_zero_steps_is_refused_not_replaced_by_the_default(pipe, source):
     with pytest.raises(UserError, match="num_inference_steps must be at least 1, got 0"):
         pipe(source, _pose(1), _pose(0), num_inference_steps=0)
+
+
+@pytest.mark.parametrize("stages,strength", [("full", 1.0), ("full", 0.5), ("B1", 1.0), ("B3", 0.3)])
+def test_plan_counts_the_steps_each_stage_runs(pipe, source, stages, strength):
+    """`plan` is what a progress bar counts: the steps each stage's callback reports, stage 3 fewer when it
+    starts part-way (refine_strength < 1)."""
+    job = pipe.with_sample(refine_strength=strength)
+    seen: dict[str, int] = {}
+    job(source, _pose(1), _pose(2), stages=stages, num_inference_steps=5, generator=torch.Generator().manual_seed(0),
+        callback=lambda stage, *rest: seen.__setitem__(stage, seen.get(stage, 0) + 1))
+    assert job.plan(stages, 5) == seen
+    assert list(job.plan(stages, 5)) == [s for s in ("prior", "inpaint", "refine") if s in seen]

@@ -261,6 +261,12 @@ def _takes_prev_timestep(scheduler: Any) -> bool:
 
 
 @torch.inference_mode()
+
+def steps_run(num_inference_steps: int, strength: float = 1.0) -> int:
+    """How many of `num_inference_steps` a sampling loop runs when it starts `strength` of the way up (image to
+    image): round(strength * steps), at least one; all of them at strength 1."""
+    return num_inference_steps if strength >= 1.0 else max(1, round(strength * num_inference_steps))
+
 def sample_loop(
     denoise_fn: DenoiseFn,
     scheduler: Any,
@@ -299,7 +305,7 @@ def sample_loop(
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
     timesteps = scheduler.timesteps
     if strength < 1.0:
-        timesteps = timesteps[num_inference_steps - max(1, round(strength * num_inference_steps)):]
+        timesteps = timesteps[num_inference_steps - steps_run(num_inference_steps, strength):]
         if hasattr(scheduler, "set_begin_index"):  # multistep schedulers index their sigmas by step
             scheduler.set_begin_index(num_inference_steps - len(timesteps))
         x = scheduler.add_noise(init.to(latents), latents, timesteps[:1].repeat(latents.shape[0]))

@@ -27,6 +27,7 @@ from PIL import Image
 from pcdms.config import STAGE_NAMES, RunConfig, SampleConfig, load_model_folder_config
 from pcdms.data.canvas import make_canvas, masked_canvas, split_canvas
 from pcdms.diffusion import randn as diffusion_randn
+from pcdms.diffusion import steps_run
 from pcdms.encoders import ROLES, Encoders, build_encoders
 from pcdms.errors import UserError
 from pcdms.extract import extract_pose
@@ -437,6 +438,14 @@ class PCDMsPipeline:
         if stage == "prior":
             return make_scheduler(self.sample.prior_scheduler or self.sample.scheduler, schedule, spacing=spacing)
         return make_scheduler(self.sample.scheduler, schedule, self.sample.latent_clip, spacing)
+
+    def plan(self, stages: Sequence[str] | str | None = None, num_inference_steps: int | None = None) -> dict[str, int]:
+        """The steps each stage of a call with these arguments runs, in order: what progress bars count.
+        Stage 3 runs fewer at `sample.refine_strength` < 1 (`diffusion.steps_run`); a stage the call skips
+        (the simplified model's prior) is not listed."""
+        steps = num_inference_steps if num_inference_steps is not None else self.sample.num_inference_steps
+        return {name: steps_run(steps, self.sample.refine_strength if name == "refine" else 1.0)
+                for name in self._stages(stages, None, None)}
 
     def _stages(self, stages: Sequence[str] | str | None, target_embeds: Any, coarse_images: Any) -> tuple[str, ...]:
         if stages is None:  # every stage this pipeline has (the simplified model: stage 2 alone)
