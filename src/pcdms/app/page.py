@@ -31,8 +31,8 @@ from pcdms.gallery import gallery
 from pcdms.errors import UserError
 from pcdms.pipeline import PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
-from pcdms.validation import SEED
 from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
+from pcdms.validation import SEED
 
 STAGE_CHOICES = [("full: prior + inpaint + refine", "full"), ("B2: prior + inpaint", "B2"), ("B1: inpaint only", "B1")]
 INTRO = """# PCDMs: a person in a new pose
