@@ -251,3 +251,17 @@ def test_the_shown_files_go_when_the_app_exits(tmp_path):
                            timeout=120).stdout.strip()
     assert Path(shown).parent.parent.parent == tmp_path and not Path(shown).parent.parent.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("temp_dir", [None, "set"])
+def test_the_page_files_are_in_gradios_own_cache(monkeypatch, tmp_path, temp_dir):
+    """Files outside Gradio's cache would be copied into it to be served, and the copies kept (for an hour)."""
+    import gradio as gr
+
+    from pcdms.app.guard import gradio_cache
+
+    if temp_dir:
+        monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    else:
+        monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    assert Path(gr.Blocks().GRADIO_CACHE).resolve() == gradio_cache().resolve()
