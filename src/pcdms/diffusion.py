@@ -260,13 +260,13 @@ def _takes_prev_timestep(scheduler: Any) -> bool:
     return "prev_timestep" in inspect.signature(scheduler.step).parameters
 
 
-@torch.inference_mode()
-
 def steps_run(num_inference_steps: int, strength: float = 1.0) -> int:
     """How many of `num_inference_steps` a sampling loop runs when it starts `strength` of the way up (image to
     image): round(strength * steps), at least one; all of them at strength 1."""
     return num_inference_steps if strength >= 1.0 else max(1, round(strength * num_inference_steps))
 
+
+@torch.inference_mode()
 def sample_loop(
     denoise_fn: DenoiseFn,
     scheduler: Any,
