@@ -372,7 +372,7 @@ BAD_ARGS = [
     (["data", "synth", "--out", "o", "--poses", "1"], "--poses", ">= 2"),
     (["data", "synth", "--out", "o", "--height", "8"], "--height", ">= 32"),
     (["pose", "extract", "x", "--out", "o", "--threshold", "1.5"], "--threshold", "in [0, 1]"),
-    (["pose", "render", "x", "--out", "o", "--width", "0"], "--width", ">= 1"),
+    (["pose", "render", "x", "--out", "o", "--width", "0"], "--width", "in [1, 8192]"),
     (["demo", "--steps", "0"], "--steps", "in [1, 1000]"),
     (["demo", "--seed", "4294967296"], "--seed", "in [0, 4294967295]"),
 ]

@@ -64,6 +64,19 @@ def test_one_pair_from_json_pose_writes_image_and_grid(tmp_path, model_dir, samp
     assert (out / "me_grid.png").is_file() and (out / "me_process.png").is_file()
 
 
+def test_a_source_with_nobody_found_says_which_file_and_how_to_give_its_pose(tmp_path, samples_dir, capsys,
+                                                                              monkeypatch):
+    """Before the model loads (a missing model would be the first error otherwise), the photo's pose is
+    extracted, and the error names the file and both ways to give the pose."""
+    monkeypatch.setattr(PCDMsPipeline, "from_pretrained", lambda *a, **k: pytest.fail("the model was loaded"))
+    code = main(["generate", "--source", str(samples_dir / "img3.png"), "--target-pose", "front-waving",
+                 "--out", str(tmp_path / "out"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"no person found in --source '{samples_dir / 'img3.png'}'" in err
+    assert "COCO-18 JSON" in err and "skeleton picture" in err
+
+
 def test_split_generation_names_resumes_and_skips_finished_pairs(tmp_path, model_dir, data_root, monkeypatch):
     out = tmp_path / "gen"
     args = ["generate", "--model", str(model_dir), "--dataset", str(data_root), "--split", "test",

@@ -131,8 +131,7 @@ def _apply_settings(args: argparse.Namespace):
 def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple[str, str], settings=None) -> int:
     import torch
 
-    from pcdms.imageio import save_atomic
-    from pcdms.imageio import load_image
+    from pcdms.imageio import load_image, save_atomic
     from pcdms.visualize import PROCESS_FRAMES, StepLog, image_grid, process_figure, process_steps
 
     source = load_image(args.source)  # every input is read before the model loads: a bad one fails fast
@@ -146,7 +145,12 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
         if not args.target_pose:
             raise UserError("--target-pose is required with --source")
         target_pose = load_pose(args.target_pose, "--target-pose")
-        source_pose = load_pose(args.source_pose, "--source-pose") if args.source_pose else None
+        if args.source_pose:
+            source_pose = load_pose(args.source_pose, "--source-pose")
+        else:  # before the model loads, and the error names the file
+            from pcdms.extract import extract_pose
+
+            source_pose = extract_pose(source, f"--source '{args.source}'")
         name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
     from pcdms.summary import files_fit
 
