@@ -72,11 +72,10 @@ def stages_run(pipe: PCDMsPipeline, stages: str) -> list[str]:
 
 
 def stage_steps(pipe: PCDMsPipeline, request: JobRequest) -> dict[str, int]:
-    """How many steps each stage of this job runs (stage 3 runs fewer when image-to-image)."""
-    steps = {name: request.steps for name in stages_run(pipe, request.stages)}
-    if "refine" in steps and request.refine_strength < 1.0:
-        steps["refine"] = max(1, round(request.refine_strength * request.steps))
-    return steps
+    """How many steps each stage of this job runs (stage 3 runs fewer when image-to-image): the pipeline's
+    `plan` for the stages this model has."""
+    return pipe.with_sample(refine_strength=request.refine_strength).plan(stages_run(pipe, request.stages),
+                                                                         request.steps)
 
 
 def run_job(pipe: PCDMsPipeline, request: JobRequest, model_name: str, downloads: Path | None = None,
