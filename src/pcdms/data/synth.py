@@ -152,6 +152,7 @@ def generate(
     test identities wear."""
     from pcdms.progress import Progress, resolve_mode
 
+    held_out = tuple(dict.fromkeys(held_out))
     sample, render, describe = _style(style, held_out, train_identities)
     if min(train_identities, test_identities) < 0 or poses_per_identity < 2:
         raise UserError("identity counts must be >= 0 and --poses >= 2 (a pair needs two images)")
