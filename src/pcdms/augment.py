@@ -8,7 +8,9 @@ real images and the generated ones (sequence s9, `pcdms.data.market`) in `boundi
 `query/` and `bounding_box_test/` copied from the input, so a standard re-ID trainer reads it as it is.
 
 Selections are nested: for one seed, the images kept at 20 % are also kept at 40 %, and so on up
-(`select_subset`). `augment.json` in the output records the settings, the kept images and every generated
+(`select_subset`). `pose_fraction` takes the target poses from a smaller kept set (the one of that fraction);
+since a generated image's name, pose and noise depend only on its source, with one pose fraction the images
+of a smaller fraction are exactly a subset of a larger one's (how `benchmarks/reid_table2.py` generates once). `augment.json` in the output records the settings, the kept images and every generated
 image's source and target pose; a rerun with the same settings resumes (only missing images are made, through
 `pcdms.generate.run_items`), one with other settings is refused rather than mixing two runs in one folder.
 """
@@ -29,7 +31,7 @@ import torch
 
 from pcdms.data.market import (
     GALLERY_DIR, MARKET_ANNOTATION, QUERY_DIR, SYNTHETIC_SEQUENCE, TRAIN_DIR, MarketName, market_name,
-    read_market_folder,
+    parse_market_name, read_market_folder,
 )
 from pcdms.errors import UserError
 from pcdms.generate import Item, Job, JobReport, pipeline_render, run_items
@@ -38,6 +40,7 @@ from pcdms.pose import Pose
 PLAN_FILE = "augment.json"
 GENERATED_DIR = "generated"  # lossless PNGs as the pipeline wrote them; bounding_box_train gets JPEG copies
 JPEG_QUALITY = 95
+MAX_PER_IMAGE = 99
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class AugmentSettings:
     guidance: float | None = None
     refine_strength: float | None = None
     overrides: tuple[str, ...] = ()
+    pose_fraction: float | None = None  # target poses from the images kept at this fraction (None: `fraction`)
 
 
 @dataclass(frozen=True)
@@ -105,25 +109,33 @@ def select_subset(pids: dict[str, int], fraction: float, seed: int) -> list[str]
     return sorted(anchors + order[: total - len(anchors)])
 
 
-def plan_synthetic(kept: list[TrainImage], per_image: int, seed: int) -> AugmentPlan:
-    """For each kept image with a pose, `per_image` target poses drawn (seeded, without repeats) from kept
-    images of other people with a pose; generated names keep the source's person and camera, sequence s9,
-    a running number as the frame and the draw index as the box."""
-    if per_image < 1:
-        raise UserError(f"--per-image must be at least 1, got {per_image}")
+def plan_synthetic(kept: list[TrainImage], pose_pool: list[str], per_image: int, seed: int,
+                   number: dict[str, int]) -> AugmentPlan:
+    """For each kept image with a pose, `per_image` target poses drawn (seeded, without repeats) from the images
+    of `pose_pool` (kept ones) of other people that have a pose.
+
+    `number[name]`: the image's place in the whole training folder. A generated image is named after its
+    source: person and camera, sequence s9, that number as the frame and the draw index as the box; its draw
+    is seeded from (seed, number). So an image's name and pose do not depend on which other images are kept:
+    with one pose pool, the plan of a smaller fraction is part of a larger one's.
+    """
+    if not 1 <= per_image <= MAX_PER_IMAGE:
+        raise UserError(f"--per-image must be in 1..{MAX_PER_IMAGE} (the box field of a Market name), got {per_image}")
+    by_name = {image.name: image for image in kept}
+    pool = [by_name[name] for name in sorted(pose_pool) if by_name[name].pose is not None]
     posed = [image for image in kept if image.pose is not None]
-    if len({image.market.pid for image in posed}) < 2:
-        raise UserError("fewer than two people of the kept images have a usable pose: target poses come from "
-                        "other people's images, so nothing can be generated")
-    pids = np.array([image.market.pid for image in posed])
+    pool_pids = np.array([image.market.pid for image in pool])
     synthetic = []
-    for serial, image in enumerate(posed):
-        others = np.flatnonzero(pids != image.market.pid)
-        rng = np.random.default_rng([seed, 1, serial])
+    for image in posed:
+        others = np.flatnonzero(pool_pids != image.market.pid)
+        rng = np.random.default_rng([seed, 1, number[image.name]])
         picks = rng.choice(others, size=min(per_image, len(others)), replace=False)
         for k, pick in enumerate(picks):
-            name = market_name(image.market.pid, image.market.camera, SYNTHETIC_SEQUENCE, serial, k)
-            synthetic.append(Synthetic(name, image.name, posed[pick].name))
+            name = market_name(image.market.pid, image.market.camera, SYNTHETIC_SEQUENCE, number[image.name], k)
+            synthetic.append(Synthetic(name, image.name, pool[pick].name))
+    if not synthetic:
+        raise UserError("no kept image with a usable pose has another person's posed image to take a target pose "
+                        "from (poses come from other people's kept images): nothing to generate")
     return AugmentPlan([image.name for image in kept], synthetic, [i.name for i in kept if i.pose is None])
 
 
@@ -185,7 +197,8 @@ def open_output(out: Path, settings: AugmentSettings, plan: AugmentPlan) -> None
     path = out / PLAN_FILE
     if path.is_file():
         try:
-            old = json.loads(path.read_text())["settings"]
+            previous = json.loads(path.read_text())
+            old = previous["settings"]
         except (ValueError, KeyError, TypeError):
             raise UserError(f"{path}: not an augment record; choose another --out") from None
         changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in record["settings"].items()
@@ -193,6 +206,9 @@ def open_output(out: Path, settings: AugmentSettings, plan: AugmentPlan) -> None
         if changed:
             raise UserError(f"--out {out} holds an augment run with other settings ({'; '.join(changed)}); "
                             "rerun with its settings to resume it, or choose another --out")
+        if previous.get("kept") != record["kept"] or previous.get("synthetic") != record["synthetic"]:
+            raise UserError(f"--out {out} holds an augment run of other images or poses: {settings.data}'s training "
+                            "images or keypoints changed since; choose another --out")
     for folder in (TRAIN_DIR, GENERATED_DIR):
         (out / folder).mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -223,12 +239,16 @@ def copy_real(root: Path, out: Path, kept: list[str], with_test: bool, progress:
 
 def generation_job(pipeline: Any, plan: AugmentPlan, images: dict[str, TrainImage], out: Path, seed: int,
                    **call_kwargs: Any) -> Job:
-    """One `pcdms.generate` item per generated image, written as `generated/<name>.png`; item i seeds its own
-    generator from (seed, i), so an image does not depend on batching or on what a resumed run skipped."""
+    """One `pcdms.generate` item per generated image, written as `generated/<name>.png`; each seeds its own
+    generator from the seed and its name (source number, draw index), so an image does not depend on batching,
+    on what a resumed run skipped or on which fraction was kept."""
     from pcdms.imageio import load_image
 
     items = []
-    for index, synthetic in enumerate(plan.synthetic):
+    for synthetic in plan.synthetic:
+        parsed = parse_market_name(synthetic.name)
+        index = parsed.frame * (MAX_PER_IMAGE + 1) + parsed.box
+
         def prepare(synthetic=synthetic, index=index) -> dict[str, Any]:
             source, target = images[synthetic.source], images[synthetic.target]
             return {"source_image": load_image(source.path), "source_pose": source.pose,
@@ -277,7 +297,15 @@ def make_plan(root: Path, settings: AugmentSettings, annotation: Path | None = N
     """The kept images and the generated images' sources and poses; poses are read (or extracted) for the
     kept images only."""
     check_fraction(settings.fraction)
-    pids = {name: parsed.pid for name, parsed in read_market_folder(root / TRAIN_DIR).items()}
+    pose_fraction = settings.fraction if settings.pose_fraction is None else check_fraction(settings.pose_fraction)
+    if pose_fraction > settings.fraction:
+        raise UserError(f"--pose-fraction {pose_fraction} is above --fraction {settings.fraction}: target poses come "
+                        "from kept images only")
+    market = read_market_folder(root / TRAIN_DIR)
+    pids = {name: parsed.pid for name, parsed in market.items()}
     kept = select_subset(pids, settings.fraction, settings.seed)
+    pool = select_subset(pids, pose_fraction, settings.seed)
     images = read_train_images(root, annotation, kept)
-    return plan_synthetic([images[name] for name in kept], settings.per_image, settings.seed), images
+    number = {name: i for i, name in enumerate(sorted(market))}
+    plan = plan_synthetic([images[name] for name in kept], pool, settings.per_image, settings.seed, number)
+    return plan, images
