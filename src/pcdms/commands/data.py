@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcdms.validation import SEED_ARG, at_least, prepare_output_dir
+from pcdms.validation import FRAME_SIDE, SEED_ARG, int_in, prepare_output_dir
+
+MAX_IDENTITIES = 100_000  # synthetic people per split: far beyond any use, short of filling a disk by a typo
+MAX_POSES = 1000
 
 FORMAT_HELP = """dataset layouts (detected from the files in ROOT):
   patn     <prefix>-pairs-<split>.csv (header from,to) and <prefix>-annotation-<split>.csv
@@ -95,11 +98,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     synth.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, or an older synth dataset)")
-    synth.add_argument("--train-ids", type=at_least(0), default=24, metavar="N", help="training identities (default 24)")
-    synth.add_argument("--test-ids", type=at_least(0), default=8, metavar="N", help="test identities (default 8)")
-    synth.add_argument("--poses", type=at_least(2), default=6, metavar="N", help="images per identity (default 6)")
-    synth.add_argument("--height", type=at_least(32), default=256, help="image height in pixels (default 256)")
-    synth.add_argument("--width", type=at_least(24), default=176, help="image width in pixels (default 176)")
+    synth.add_argument("--train-ids", type=int_in(0, MAX_IDENTITIES), default=24, metavar="N",
+                       help=f"training identities (default 24, at most {MAX_IDENTITIES:,})")
+    synth.add_argument("--test-ids", type=int_in(0, MAX_IDENTITIES), default=8, metavar="N",
+                       help=f"test identities (default 8, at most {MAX_IDENTITIES:,})")
+    synth.add_argument("--poses", type=int_in(2, MAX_POSES), default=6, metavar="N",
+                       help=f"images per identity (default 6, at most {MAX_POSES})")
+    synth.add_argument("--height", type=int_in(32, FRAME_SIDE.high), default=256,
+                       help=f"image height in pixels (default 256, at most {FRAME_SIDE.high})")
+    synth.add_argument("--width", type=int_in(24, FRAME_SIDE.high), default=176,
+                       help=f"image width in pixels (default 176, at most {FRAME_SIDE.high})")
     synth.add_argument("--seed", type=SEED_ARG, default=0)
     synth.add_argument("--style", choices=["classic", "wardrobe"], default="classic",
                        help="which people to draw: classic (default; what the demo model trained on) or wardrobe "
