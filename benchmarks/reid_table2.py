@@ -1,6 +1,6 @@
 """Paper Table 2 at demo scale: person re-ID trained on a fraction of the data, with and without PCDMs images.
 
-    python benchmarks/reid_table2.py              # the table in docs/reid.md (about an hour on 2 CPU cores)
+    python benchmarks/reid_table2.py --seeds 0 1 --train-seeds 0 1   # docs/reid.md's table: 6 min on 2 idle cores
     python benchmarks/reid_table2.py --smoke --work /tmp/x --docs /tmp/x   # end to end in seconds
 
 1. Data: synthetic people (`pcdms.data.synth`, seed `SYNTH_SEED`, not the seed 0 of the people the shipped
