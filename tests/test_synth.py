@@ -11,7 +11,7 @@ from PIL import Image
 
 from pcdms.cli import main
 from pcdms.data.formats import load_split
-from pcdms.data.synth import generate, render_sample, sample_identity
+from pcdms.data.synth import generate
 from pcdms.pose import JOINT, is_missing
 
 PREVIEW = "/tmp/synth_preview.png"
@@ -44,23 +44,6 @@ def test_identities_of_the_splits_are_disjoint(synth_root):
     for m in meta["identities"]:
         looks[m["split"]].append(json.dumps(m["look"], sort_keys=True))
     assert not set(looks["train"]) & set(looks["test"])
-
-
-def test_keypoints_lie_in_the_frame_and_on_the_drawn_person():
-    missing_seen = 0
-    for index in range(8):
-        identity = sample_identity(5, index, "train")
-        for number in range(3):
-            sample = render_sample(identity, 5, number, 96, 64)
-            pose = sample.pose
-            assert (pose.height, pose.width) == (96, 64)
-            assert (pose.inside() == pose.visible).all()
-            missing_seen += int((~pose.visible).any())
-            for joint in np.flatnonzero(pose.visible):
-                x, y = np.clip(pose.xy[joint].astype(int), 0, [63, 95])
-                window = sample.mask[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
-                assert window.any(), f"identity {index} image {number} joint {joint} off the person"
-    assert missing_seen > 0  # back views and partial crops hide joints
 
 
 def test_written_keypoints_are_normalised_with_missing_joints(synth_root):

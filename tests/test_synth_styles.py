@@ -84,12 +84,16 @@ def test_the_layout_is_patn_and_checks_clean(wardrobe_root):
     assert main(["data", "check", str(wardrobe_root), "--no-progress"]) == 0
 
 
-def test_keypoints_lie_in_the_frame_and_on_the_drawn_person():
+@pytest.mark.parametrize("style", ["classic", "wardrobe"])
+def test_keypoints_lie_in_the_frame_and_on_the_drawn_person(style):
+    """Both styles: every visible joint inside the frame and on a pixel of the drawn person."""
+    identity_of, render = ((sample_identity, render_sample) if style == "classic"
+                           else (sample_wardrobe_identity, render_wardrobe_sample))
     missing_seen = 0
     for index in range(10):
-        identity = sample_wardrobe_identity(2, index, "train")
+        identity = identity_of(2, index, "train")
         for number in range(4):
-            sample = render_wardrobe_sample(identity, 2, number, 96, 64)
+            sample = render(identity, 2, number, 96, 64)
             pose = sample.pose
             assert (pose.height, pose.width) == (96, 64)
             assert (pose.inside() == pose.visible).all()
