@@ -193,8 +193,7 @@ class PCDMsPipeline:
         """CLIP image embedding (1, D) of an image as the pipeline sees it (fitted to the model frame)."""
         if self.encoders.clip is None:
             raise UserError("this model has no CLIP encoder loaded (it has no prior): it takes no target embedding")
-        fit = Fit.of(*image.size, self.height, self.width, self.stretch)
-        pixels = to_tensor(fit.image_in(image.convert("RGB"), self.height, self.width))
+        pixels = self._model_input(image.convert("RGB"))
         return self.encoders.clip(pixels.to(self.encoders.clip.device))
 
     def stage2_images(self, source_image: Image.Image, target_pose: Pose,
@@ -204,8 +203,8 @@ class PCDMsPipeline:
         black] in [-1, 1] (the autoencoder's input) and `pose_canvas` (1, 3, H, 2W) [source pose | target pose]
         in [0, 1]. The source pose is extracted from the photo when not given."""
         image = source_image.convert("RGB")
-        fit = Fit.of(*image.size, self.height, self.width, self.stretch)
-        source = to_tensor(fit.image_in(image, self.height, self.width))
+        fit = self._fit(*image.size)
+        source = self._model_input(image, fit)
         source_pose = source_pose if source_pose is not None else extract_pose(image, "the source image")
         _, source_render, _, target_render = self._pose_inputs([fit], [source_pose], [target_pose])
         return {"source": source, "masked_canvas": masked_canvas(source),
@@ -305,25 +304,32 @@ class PCDMsPipeline:
                 target_embeds = call.rows(target_embeds.reshape(count, -1).to(call.device))
             coarse, tokens = self._inpaint_rows(call, poses, target_embeds)
         else:  # one given coarse image per pair, encoded once and shared by its samples
-            coarse = torch.cat([to_tensor(Fit.of(*image.size, self.height, self.width, self.stretch).image_in(
-                image.convert("RGB"), self.height, self.width)) for image in coarse_images]).to(call.device)
+            coarse = torch.cat([self._model_input(image.convert("RGB")) for image in coarse_images]).to(call.device)
         final = self._refine_rows(call, coarse, tokens, coarse_images is not None) if "refine" in run else coarse
         return self._outputs(call, run, final, coarse if coarse_images is None else call.rows(coarse), target_embeds)
 
     # ------------------------------------------------------------ the steps of `batch`
+    def _fit(self, width: int, height: int) -> Fit:
+        """How an image (or a pose's frame) of `width` x `height` sits in this model's frame."""
+        return Fit.of(width, height, self.height, self.width, self.stretch)
+
+    def _model_input(self, image: Image.Image, fit: Fit | None = None) -> torch.Tensor:
+        """An RGB image fitted to the model frame (`fit`, else its own): (1, 3, H, W) in [-1, 1]."""
+        fit = fit if fit is not None else self._fit(*image.size)
+        return to_tensor(fit.image_in(image, self.height, self.width))
+
     def _call(self, source_images: Sequence[Image.Image], generators: list, num_samples: int, steps: int | None,
               guidance_scale: float | None, callback: PipelineCallback | None, return_process: bool,
               process_frames: int) -> _Call:
         """The pairs fitted to the model frame; a source given several times (the frames of an animation) is
         fitted and encoded once: row k of `source_once` is the k-th distinct source, `index[i]` pair i's row."""
-        h, w = self.height, self.width
         images = [image.convert("RGB") for image in source_images]
-        fits = [Fit.of(*image.size, h, w, self.stretch) for image in images]
+        fits = [self._fit(*image.size) for image in images]
         device = self.inpaint.device if self.inpaint is not None else self.refine.device
         slots: dict[int, int] = {}
         slot_of = [slots.setdefault(id(image), len(slots)) for image in source_images]
         unique = [slot_of.index(k) for k in range(len(slots))]  # each distinct source's first pair
-        source_once = torch.cat([to_tensor(fits[i].image_in(images[i], h, w)) for i in unique]).to(device)
+        source_once = torch.cat([self._model_input(images[i], fits[i]) for i in unique]).to(device)
         return _Call(len(images), num_samples, steps if steps is not None else self.sample.num_inference_steps,
                      guidance_scale, device, images, fits, unique, torch.tensor(slot_of, device=device), source_once,
                      generators, callback, return_process, process_frames,
@@ -390,8 +396,7 @@ class PCDMsPipeline:
         """Keypoints (B, 18, 2) and renders (B, 3, H, W) of the source and target poses in the model frame."""
         h, w = self.height, self.width
         src = [pose_tensor(pose, fit, h, w, self.skeleton) for fit, pose in zip(fits, source_poses)]
-        tgt = [pose_tensor(pose, Fit.of(pose.width, pose.height, h, w, self.stretch), h, w, self.skeleton)
-               for pose in target_poses]
+        tgt = [pose_tensor(pose, self._fit(pose.width, pose.height), h, w, self.skeleton) for pose in target_poses]
         return (torch.cat([k for k, _ in src]), torch.cat([r for _, r in src]),
                 torch.cat([k for k, _ in tgt]), torch.cat([r for _, r in tgt]))
 
