@@ -127,8 +127,12 @@ class Pose:
 
     def normalized(self) -> np.ndarray:
         """float32 (18, 2) (x / width, y / height), (-1, -1) for a missing joint."""
+        return self._unit_xy().astype(np.float32)
+
+    def _unit_xy(self) -> np.ndarray:
+        """`normalized` in float64, as the authors' code keeps it (what a render truncates)."""
         scaled = self.xy / np.array([self.width, self.height], dtype=np.float64)
-        return np.where(self.visible[:, None], scaled, MISSING).astype(np.float32)
+        return np.where(self.visible[:, None], scaled, MISSING)
 
     def to_gfla(self) -> np.ndarray:
         """Inverse of `from_gfla` for a pose in any frame of DeepFashion's aspect: (18, 2) in 256x256, -1 missing."""
@@ -174,9 +178,7 @@ class Pose:
     def render(self, height: int | None = None, width: int | None = None, style: str = "scaled") -> np.ndarray:
         """uint8 (H, W, 3) skeleton render (`render_skeleton`); defaults to this pose's own frame. Normalised in
         float64, as the authors' code does, so that a joint on a whole pixel stays on it at its own size."""
-        scaled = self.xy.astype(np.float64) / np.array([self.width, self.height], dtype=np.float64)
-        keypoints = np.where(self.visible[:, None], scaled, MISSING)
-        return render_skeleton(keypoints, height or self.height, width or self.width, style)
+        return render_skeleton(self._unit_xy(), height or self.height, width or self.width, style)
 
 
 # ---------------------------------------------------------------------- normalised arrays
