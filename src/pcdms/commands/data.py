@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcdms.commands.common import add_progress_arg
 from pcdms.validation import FRAME_SIDE, SEED_ARG, int_in, prepare_output_dir
 
 MAX_IDENTITIES = 100_000  # synthetic people per split: far beyond any use, short of filling a disk by a typo
@@ -78,9 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--split", action="append", metavar="NAME", help="check only this split (repeatable)")
     check.add_argument("--format", default="auto", choices=["auto", "patn", "gfla", "authors"])
     check.add_argument("--no-decode", action="store_true", help="skip decoding images (only check they exist)")
-    check.add_argument("--no-progress", action="store_true",
-                       help="no progress bars: a plain line on stderr every 10%% of the images or minute instead "
-                            "(what a log file gets anyway when output is not a terminal)")
+    add_progress_arg(check, "images")
     check.set_defaults(func=run_check)
 
     synth = sub.add_parser(
@@ -119,9 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preview", nargs="?", const="", default=None, metavar="PNG",
         help="also write a contact sheet with keypoints drawn (default path DIR/preview.png)",
     )  # fmt: skip
-    synth.add_argument("--no-progress", action="store_true",
-                       help="no progress bars: a plain line every 10%% of the images or minute instead "
-                            "(what a log file gets anyway when output is not a terminal)")
+    add_progress_arg(synth, "images")
     synth.set_defaults(func=run_synth)
 
 
