@@ -2,7 +2,7 @@
 every frame has a true image, animated with shared and with fresh noise per frame.
 
 For each identity of the demo model's test split (people it never saw) and each motion, the person is drawn
-by `pcdms.data.synth` in every pose of `pcdms.motions` (same look, same backdrop, a camera that does not
+by `pcdms.data.synth` in every pose of `pcdms.jobs.motions` (same look, same backdrop, a camera that does not
 move): frame 0 is the source photo, the motion's poses drive `PCDMsPipeline.animate`. Printed per setting:
 
 - SSIM (ssim_pidm, as `pcdms demo` scores) and L1 of each frame to its true image, averaged over frames;
@@ -31,8 +31,8 @@ from PIL import Image
 from pcdms.data.synth import build_figure, paint_figure, sample_identity
 from pcdms.data.synth_draw import SUPERSAMPLE, Figure
 from pcdms.metrics.pixel import ssim_256
-from pcdms.motions import make_motion
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.jobs.motions import make_motion
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "pcdms" / "assets" / "demo"

@@ -22,13 +22,13 @@ import torch
 
 
 def build(args: argparse.Namespace):
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
     if args.preset is None:
         return PCDMsPipeline.from_pretrained(args.model, device=args.device, dtype=dtype)
     from pcdms.config import load_config
-    from pcdms.encoders import build_encoders
+    from pcdms.models.encoders import build_encoders
     from pcdms.models.inpaint import InpaintModel
     from pcdms.models.prior import PriorModel
     from pcdms.models.refine import RefineModel

@@ -8,7 +8,7 @@ Builds the preset's networks with random weights from the real classes (every `p
 SD-2.1-base UNets, DINOv2-giant, OpenCLIP ViT-H/14, the 20-block prior, the SD VAE), then runs the full
 three-stage pipeline (`PCDMsPipeline.batch`) on random images and poses at batch 1 and batch 8 for each
 configuration: precision (fp32, fp16, bf16), attention (`sdpa`, diffusers' default, or `+classic` attention),
-`+compile` and `+channels_last` (`pcdms.fastpaths`). Reports per stage and in total: seconds per image, network
+`+compile` and `+channels_last` (`pcdms.sampling.fastpaths`). Reports per stage and in total: seconds per image, network
 calls per image, the share of time outside the networks, peak memory, and the largest difference (grey levels)
 of the images from the fp32 configuration's. Writes a JSON report beside the printed table (--json).
 """
@@ -26,11 +26,11 @@ import torch
 from PIL import Image
 
 from pcdms.config import load_config
-from pcdms.encoders import build_encoders
-from pcdms.fastpaths import apply_fast_paths
+from pcdms.models.encoders import build_encoders
+from pcdms.sampling.fastpaths import apply_fast_paths
 from pcdms.models import InpaintModel, PriorModel, RefineModel
 from pcdms.models.blocks import without_pretrained_paths
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
 from sampling_calls import NetworkClock, network_modules, step_network
 

@@ -6,7 +6,7 @@
 
 For every setting of the grid, --schedulers x --steps with guidance on every step, plus each of --intervals
 (`sample.guidance_interval`) with the model's own scheduler at --interval-steps, and for each of --seeds, the
-full pipeline runs over every pair of the split (`pcdms.generate.dataset_items` + `run_items`, as `pcdms
+full pipeline runs over every pair of the split (`pcdms.jobs.generate.dataset_items` + `run_items`, as `pcdms
 generate --dataset` does) and the outputs are scored as `pcdms evaluate` scores them
 (`pcdms.metrics.evaluation.evaluate`; ssim_pidm and l1 per pair, fid_tf against the train/ folder beside the
 split's images, real statistics cached under OUT/fid-cache). Reported per setting:
@@ -108,9 +108,9 @@ class NetworkCounter:
 def smoke_model(folder: Path) -> Path:
     """The tiny preset with random weights, saved as a model folder (what --model points at)."""
     from pcdms.config import load_config
-    from pcdms.encoders import build_encoders
+    from pcdms.models.encoders import build_encoders
     from pcdms.models import InpaintModel, PriorModel, RefineModel
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     if not (folder / "config.yaml").is_file():
         torch.manual_seed(0)
@@ -135,7 +135,7 @@ def generate_run(pipe, base_sample, setting: Setting, data: Path, split: str, ou
                  batch_size: int, progress: str) -> dict:
     """Every pair of the split through the pipeline with `setting`: images in `out`, and what it cost."""
     from pcdms.errors import UserError
-    from pcdms.generate import dataset_items, run_items
+    from pcdms.jobs.generate import dataset_items, run_items
 
     clip = base_sample.latent_clip if setting.scheduler in CLIPPING else None
     pipe.sample = dataclasses.replace(base_sample, scheduler=setting.scheduler, num_inference_steps=setting.steps,
@@ -317,7 +317,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
     from pcdms.progress import choose_mode, quiet_library_bars
     from pcdms.recipes import get_recipe
     from pcdms.validation import prepare_output_dir, resolve_device

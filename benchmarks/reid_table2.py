@@ -7,7 +7,7 @@
    demo model was trained on, so the generator saw none of them) written as a Market-1501 root at 128x64
    (`pcdms.data.market.write_market_synth`): training people, and disjoint test people whose first images
    are the queries and the rest the gallery, seen by other cameras.
-2. Augmentation: `pcdms.augment` with the demo model, at fraction 1 with target poses from the images kept at
+2. Augmentation: `pcdms.jobs.augment` with the demo model, at fraction 1 with target poses from the images kept at
    20 % (`pose_fraction`), once per seed. A generated image's name, pose and noise depend only on its source,
    so the images generated from the sources kept at fraction f are exactly those that
    `pcdms augment --fraction f --pose-fraction 0.2` writes: one generation serves every row of a seed.
@@ -39,7 +39,7 @@ from torch.nn import functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from pcdms.augment import AugmentSettings, augment, make_plan, open_output  # noqa: E402
+from pcdms.jobs.augment import AugmentSettings, augment, make_plan, open_output  # noqa: E402
 from pcdms.data.market import GALLERY_DIR, QUERY_DIR, TRAIN_DIR, parse_market_name, write_market_synth  # noqa: E402
 
 SYNTH_SEED = 1501  # the demo model's training people are seed 0
@@ -206,8 +206,8 @@ def generate_for_seed(market: Path, work: Path, seed: int, scale: Scale, pipelin
 def run_table(scale: Scale, work: Path, docs: Path, seeds: list[int], train_seeds: list[int] | None = None) -> dict:
     """Every row for each data seed (kept images, poses, sampling noise) and each re-ID training seed
     (`train_seeds`, default: the data seed itself)."""
-    from pcdms.augment import select_subset
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.jobs.augment import select_subset
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     torch.set_num_threads(2)
     market = work / "market"

@@ -98,9 +98,9 @@ def _child(args: argparse.Namespace) -> None:
     from pcdms.config import load_config
     from pcdms.data.dataset import PairDataset
     from pcdms.data.synth import generate
-    from pcdms.encoders import build_encoders
+    from pcdms.models.encoders import build_encoders
     from pcdms.models.blocks import without_pretrained_paths
-    from pcdms.training import stage_class
+    from pcdms.training.loop import stage_class
     from train_speed import fake_coarse
 
     device, stage, checkpointing = args.device, args.child, args.checkpointing[0]

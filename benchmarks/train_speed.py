@@ -5,7 +5,7 @@
     python benchmarks/train_speed.py --preset demo --photos ../shared/samples/deepfashion --photo-size 256x176
 
 Each stage runs in its own process (so peak memory is that stage's alone) through the real training loop
-(`pcdms.training.train`) with random weights (every `pretrained_path` null: nothing is downloaded), on a
+(`pcdms.training.loop.train`) with random weights (every `pretrained_path` null: nothing is downloaded), on a
 synthetic dataset, or with --photos on a dataset made of the photos in a folder (each kept at its own size,
 or resized to --photo-size; a fixed standing pose each). Figures come from the loop's own progress records
 (`<run>/logs/progress.jsonl`, one per step), after the first --warmup steps:
@@ -113,8 +113,8 @@ def count_flops(stage: str, cfg, device: str) -> tuple[int, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from pcdms.data.dataset import PairDataset
-    from pcdms.encoders import build_encoders
-    from pcdms.training import stage_class
+    from pcdms.models.encoders import build_encoders
+    from pcdms.training.loop import stage_class
 
     data, tc = cfg.data, cfg.train
     dataset = PairDataset(data.root, data.train_split, data.height, data.width,
@@ -150,7 +150,7 @@ def _child(stage: str, args: argparse.Namespace) -> None:
 
     from pcdms.config import load_config
     from pcdms.models.blocks import without_pretrained_paths
-    from pcdms.training import train
+    from pcdms.training.loop import train
 
     cfg = without_pretrained_paths(load_config(args.preset, [
         f"data.root={args.root}", f"train.max_steps={args.steps}", "train.checkpoint_every=1000000",

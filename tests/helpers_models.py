@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from pcdms.config import RunConfig, load_config
-from pcdms.encoders import Encoders, build_encoders
+from pcdms.models.encoders import Encoders, build_encoders
 from pcdms.pose import MISSING
 
 

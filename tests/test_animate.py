@@ -10,9 +10,9 @@ from PIL import Image
 
 from pcdms.cli import main
 from pcdms.commands.demo import ASSETS
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import JOINT, Pose, read_openpose_json, write_openpose_json
-from pcdms.video import read_frames, video_info, write_mp4
+from pcdms.jobs.video import read_frames, video_info, write_mp4
 
 INPUTS = ASSETS / "inputs"
 SOURCE = INPUTS / "id00161_00_front-full.png"
@@ -53,7 +53,7 @@ def test_side_by_side_and_fps(tmp_path):
 
 
 def _pose_folder(folder, count):
-    from pcdms.motions import make_motion
+    from pcdms.jobs.motions import make_motion
 
     folder.mkdir()
     for i, pose in enumerate(make_motion("wave", read_openpose_json(SOURCE_POSE), count)):
@@ -81,7 +81,7 @@ def test_folder_of_skeleton_pictures_animates_and_names_a_photo_among_them(tmp_p
     # a ControlNet-style pose sequence: renders of gallery poses at 512x352, plus a photo that slipped in
     import shutil
 
-    from pcdms.gallery import gallery
+    from pcdms.pose.gallery import gallery
 
     poses = tmp_path / "renders"
     poses.mkdir()

@@ -218,7 +218,7 @@ def test_bad_uploads_are_said_in_the_page_and_the_next_job_runs(page, samples_di
 def test_a_pose_picture_as_target_and_a_source_pose_placed_by_hand(page, samples_dir, tmp_path):
     """Issue 27 in the page: a skeleton picture uploaded as the target is read into the editor (not sent to
     MediaPipe); a photo in which nobody is found takes the editor's pose as its own, by hand, and runs."""
-    from pcdms.gallery import gallery
+    from pcdms.pose.gallery import gallery
 
     picture = tmp_path / "waving-render.png"  # a ControlNet-style render of a pose, at its own size
     Image.fromarray(gallery()["front-waving"].resized(512, 352).render(style="authors")).save(picture)

@@ -13,7 +13,7 @@ from PIL import Image
 from pcdms.app import DEMO_MODEL, model_name
 from pcdms.app.jobs import JobRequest, run_job, stage_steps
 from pcdms.app.poses import demo_inputs, to_model_frame
-from pcdms.gallery import gallery
+from pcdms.pose.gallery import gallery
 from pcdms.cli import main
 from pcdms.imageio import load_image
 from pcdms.pose import Pose, read_openpose_json
@@ -21,7 +21,7 @@ from pcdms.pose import Pose, read_openpose_json
 
 @pytest.fixture(scope="module")
 def pipe():
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     return PCDMsPipeline.from_pretrained(DEMO_MODEL)
 

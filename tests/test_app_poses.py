@@ -8,7 +8,7 @@ from PIL import Image
 
 from app_browser import data_url_image
 from pcdms.app import poses
-from pcdms.gallery import gallery
+from pcdms.pose.gallery import gallery
 from pcdms.framing import Fit, pose_tensor
 from pcdms.pose import FLIP_ORDER, JOINT, JOINTS, Pose
 

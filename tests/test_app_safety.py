@@ -17,7 +17,7 @@ from PIL import Image
 
 from app_browser import free_port
 from pcdms.app.poses import editor_value, to_model_frame
-from pcdms.gallery import gallery
+from pcdms.pose.gallery import gallery
 
 pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
@@ -62,7 +62,7 @@ def wait_for(condition, timeout: float = 60.0, what: str = "") -> None:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from pcdms.app import serve
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     cache = tmp_path_factory.mktemp("gradio-cache")
     pipelines = Pipelines()
@@ -189,7 +189,7 @@ def test_the_page_says_when_a_client_holds_its_limit_and_forgets_a_closed_page()
 
     from pcdms.app import DEMO_MODEL
     from pcdms.app.page import Page
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
     from types import SimpleNamespace
 
     page = Page(PCDMsPipeline.from_pretrained(DEMO_MODEL), "demo", per_client=1)

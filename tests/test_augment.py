@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcdms.augment import AugmentSettings, make_plan, select_subset
+from pcdms.jobs.augment import AugmentSettings, make_plan, select_subset
 from pcdms.cli import main
 from pcdms.data.market import SYNTHETIC_SEQUENCE, market_name, parse_market_name, write_market_synth
 

@@ -27,11 +27,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from pcdms.config import load_config
-from pcdms.encoders import ClipImageEncoder, DinoEncoder
+from pcdms.models.encoders import ClipImageEncoder, DinoEncoder
 from pcdms.imageio import load_image
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import read_openpose_json
-from pcdms.posepic import read_skeleton_picture
+from pcdms.pose.picture import read_skeleton_picture
 
 DATA = Path(__file__).resolve().parent / "data"
 REF = Path(os.environ.get("PCDMS_AUTHORS_REFERENCE", DATA / "authors_reference")) / "inputs"

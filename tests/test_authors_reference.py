@@ -29,7 +29,7 @@ from conftest import DATA
 from pcdms.cli import main
 from pcdms.config import load_config
 from pcdms.models import InpaintModel, PriorModel, RefineModel
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 
 REF = Path(os.environ.get("PCDMS_AUTHORS_REFERENCE", DATA / "authors_reference"))
 TINY_UNET = ["unet.attention_head_dim=[8,8]", "unet.norm_num_groups=8"]

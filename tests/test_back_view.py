@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from pcdms.cli import main
-from pcdms.extract import PoseExtractor, landmarks_to_coco18
+from pcdms.pose.extract import PoseExtractor, landmarks_to_coco18
 from pcdms.pose import JOINT, read_openpose_json
 
 HEIGHT, WIDTH = 256, 176

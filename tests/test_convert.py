@@ -20,11 +20,11 @@ from PIL import Image
 
 from pcdms.cli import main
 from pcdms.config import load_config
-from pcdms.convert import convert_authors_checkpoint, infer_architecture, read_checkpoint
+from pcdms.models.convert import convert_authors_checkpoint, infer_architecture, read_checkpoint
 from pcdms.errors import UserError
 from pcdms.models import InpaintModel, PriorModel, RefineModel
 from pcdms.models.blocks import without_pretrained_paths
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
 
 CLASSES = {"prior": PriorModel, "inpaint": InpaintModel, "refine": RefineModel}

@@ -16,7 +16,7 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
-from pcdms import zero
+from pcdms.training import zero
 from pcdms.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ os.environ.update(ACCELERATE_USE_DEEPSPEED="true", ACCELERATE_DEEPSPEED_ZERO_STA
                   LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[4])
 from pcdms.config import load_config
 from pcdms.data.synth import generate
-from pcdms.training import train
+from pcdms.training.loop import train
 root, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if not os.path.isdir(root):
     generate(root, train_identities=2, test_identities=1, poses_per_identity=4, height=64, width=48, seed=0)

@@ -73,7 +73,7 @@ def test_shipped_demo_images_match_their_reference_images():
     import numpy as np
 
     from pcdms.imageio import load_image
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
     from pcdms.pose import read_openpose_json
 
     reference = Path(__file__).parent / "data" / "demo_reference"

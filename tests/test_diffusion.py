@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers_models import oracle, seeds
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.config import ScheduleConfig
 from pcdms.errors import UserError
 

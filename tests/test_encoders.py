@@ -11,7 +11,7 @@ from PIL import Image
 
 from helpers_models import make_batch, tiny_config, tiny_encoders
 from pcdms.config import AutoencoderConfig
-from pcdms.encoders import Autoencoder, ClipImageEncoder, DinoEncoder, square_resize
+from pcdms.models.encoders import Autoencoder, ClipImageEncoder, DinoEncoder, square_resize
 from pcdms.errors import UserError
 from pcdms.pose import Pose
 
@@ -104,7 +104,7 @@ def test_missing_folders_and_mismatched_settings_are_user_errors(tmp_path):
 
 def test_random_encoders_are_the_same_in_every_run_and_leave_the_rng_alone():
     from pcdms.config import load_config
-    from pcdms.encoders import build_encoders
+    from pcdms.models.encoders import build_encoders
 
     cfg = load_config("tiny").encoders
     torch.manual_seed(1)
@@ -123,8 +123,8 @@ def test_random_encoders_are_the_same_in_every_run_and_leave_the_rng_alone():
 
 def test_each_stage_trains_with_only_the_encoders_its_loss_runs_and_the_same_weights(tmp_path):
     from pcdms.config import load_config
-    from pcdms.encoders import build_encoders
-    from pcdms.training import stage_class
+    from pcdms.models.encoders import build_encoders
+    from pcdms.training.loop import stage_class
 
     cfg = load_config("tiny").encoders
     everything = build_encoders(cfg)
@@ -149,7 +149,7 @@ def test_a_pipeline_without_prior_loads_clip_only_if_stage_2_takes_an_embedding(
     # (pretrained) CLIP must be loaded then; the authors' simplified model takes no embedding and needs none
     from pcdms.config import load_config
     from pcdms.models import InpaintModel
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     cfg = load_config("tiny")
     tiny_encoders().clip.model.save_pretrained(tmp_path / "clip")
@@ -165,7 +165,7 @@ def test_a_pipeline_without_prior_loads_clip_only_if_stage_2_takes_an_embedding(
 
 def test_dino_normalization_can_follow_the_authors_clip_statistics():
     from pcdms.config import load_config
-    from pcdms.encoders import CLIP_MEAN, CLIP_STD
+    from pcdms.models.encoders import CLIP_MEAN, CLIP_STD
 
     cfg = load_config("tiny").encoders.dino
     torch.manual_seed(0)
@@ -213,7 +213,7 @@ def _inception_config():
 
 
 def test_inception_global_encoder_is_the_tf_fid_network_fed_as_fid_feeds_it():
-    from pcdms.encoders import InceptionImageEncoder, build_encoders
+    from pcdms.models.encoders import InceptionImageEncoder, build_encoders
     from pcdms.metrics.inception import TFInceptionFeatures
 
     encoders = build_encoders(_inception_config().encoders, ("clip",))
@@ -241,7 +241,7 @@ def test_inception_role_settings_that_cannot_work_are_refused():
 
 def test_a_model_with_the_inception_role_saves_no_clip_folder_and_reloads(tmp_path):
     from pcdms.models import InpaintModel, PriorModel
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     cfg = _inception_config()
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_a_model_with_the_inception_role_saves_no_clip_folder_and_reloads(tmp_pa
 
 
 def test_cached_encoder_gives_the_same_outputs_and_encodes_each_distinct_image_once():
-    from pcdms.encoders import CachedEncoder
+    from pcdms.models.encoders import CachedEncoder
 
     enc = tiny_encoders()
     seen = []

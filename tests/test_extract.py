@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pcdms.cli import main
-from pcdms.extract import PoseExtractor
+from pcdms.pose.extract import PoseExtractor
 from pcdms.imageio import ImageReadError, load_image
 from pcdms.pose import JOINT, read_openpose_json
 

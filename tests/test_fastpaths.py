@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from pcdms.config import load_config
-from pcdms.encoders import build_encoders
-from pcdms.fastpaths import apply_fast_paths
+from pcdms.models.encoders import build_encoders
+from pcdms.sampling.fastpaths import apply_fast_paths
 from pcdms.models import InpaintModel, PriorModel, RefineModel
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
 
 KL_VAE = ["encoders.autoencoder.kind=sd-vae", "encoders.autoencoder.pretrained_path=null",

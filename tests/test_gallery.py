@@ -9,7 +9,7 @@ from pcdms.cli import main
 from pcdms.commands.demo import ASSETS
 from pcdms.commands.generate import load_pose
 from pcdms.errors import UserError
-from pcdms.gallery import GALLERY_DIR, describe, gallery, gallery_names, resolve_pose_file, view
+from pcdms.pose.gallery import GALLERY_DIR, describe, gallery, gallery_names, resolve_pose_file, view
 from pcdms.pose import read_openpose_json
 
 SOURCE = ASSETS / "inputs" / "id00161_00_front-full.png"

@@ -12,13 +12,13 @@ from PIL import Image
 from pcdms.cli import main
 from pcdms.config import load_config
 from pcdms.data.synth import generate as synth
-from pcdms.encoders import build_encoders
+from pcdms.models.encoders import build_encoders
 from pcdms.errors import UserError
 from pcdms.names import output_stem
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
 from pcdms.models.refine import RefineModel
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose, write_openpose_json
 
 FAST = ["--steps", "1", "--no-progress", "--device", "cpu"]
@@ -192,7 +192,7 @@ def test_batch_size_changes_speed_and_at_most_rounding(tmp_path, model_dir, data
 
 def test_a_failing_batch_is_retried_pair_by_pair_so_only_the_bad_pair_fails(tmp_path):
     from pcdms.errors import UserError
-    from pcdms.generate import Item, Job, run_items
+    from pcdms.jobs.generate import Item, Job, run_items
 
     def render(inputs):
         if any(x["bad"] for x in inputs):

@@ -15,14 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.config import load_config
-from pcdms.encoders import build_encoders
+from pcdms.models.encoders import build_encoders
 from pcdms.errors import ConfigError, UserError
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
 from pcdms.models.refine import RefineModel
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
 
 STAGES = ("prior", "inpaint", "refine")

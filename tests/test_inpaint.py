@@ -11,7 +11,7 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from helpers_models import make_batch, oracle, overfit, seeds, tiny_config, tiny_encoders, trainable_without_grad
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.data.canvas import make_canvas, split_canvas
 from pcdms.errors import UserError
 from pcdms.models import InpaintModel

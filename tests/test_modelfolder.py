@@ -1,4 +1,4 @@
-"""The model folder has one writer (`pcdms.modelfolder.assemble_model`): `PCDMsPipeline.save_pretrained`,
+"""The model folder has one writer (`pcdms.models.folder.assemble_model`): `PCDMsPipeline.save_pretrained`,
 `pcdms assemble` and `pcdms convert` all go through it, so they share its layout and its refusals."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import torch
 import yaml
 
 from pcdms.config import load_config
-from pcdms.encoders import build_encoders
+from pcdms.models.encoders import build_encoders
 from pcdms.errors import UserError
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 
 
 def _pipe():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pcdms.config import load_config
-from pcdms.encoders import Autoencoder, ClipImageEncoder, DinoEncoder
+from pcdms.models.encoders import Autoencoder, ClipImageEncoder, DinoEncoder
 from pcdms.models import InpaintModel, PriorModel, RefineModel
 
 RANDOM = [f"{key}.pretrained_path=null" for key in

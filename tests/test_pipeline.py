@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from pcdms.config import load_config
-from pcdms.encoders import build_encoders
+from pcdms.models.encoders import build_encoders
 from pcdms.errors import UserError
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
 from pcdms.models.refine import RefineModel
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import Pose
 
 

@@ -1,4 +1,4 @@
-"""Skeleton pictures read back to keypoints (`pcdms.posepic`, `pcdms pose read`, `generate --target-pose PICTURE`).
+"""Skeleton pictures read back to keypoints (`pcdms.pose.picture`, `pcdms pose read`, `generate --target-pose PICTURE`).
 
 The references are the authors' own (`$PCDMS_AUTHORS_REFERENCE`, default the copy vendored in
 `tests/data/authors_reference`; `inputs/README.md` says how they were made): every render of `inputs/cases.json`
@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from pcdms.cli import main
 from pcdms.pose import NUM_JOINTS, read_openpose_json
-from pcdms.posepic import check_picture, is_skeleton_picture, limb_labels, read_skeleton_picture
+from pcdms.pose.picture import check_picture, is_skeleton_picture, limb_labels, read_skeleton_picture
 
 DATA = Path(__file__).resolve().parent / "data"
 REF = Path(os.environ.get("PCDMS_AUTHORS_REFERENCE", DATA / "authors_reference")) / "inputs"

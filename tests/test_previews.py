@@ -10,10 +10,10 @@ import torch
 
 from helpers_models import make_batch
 from pcdms.config import load_config
-from pcdms.diffusion import make_scheduler, randn
+from pcdms.models.diffusion import make_scheduler, randn
 from pcdms.models import InpaintModel, PriorModel, RefineModel
-from pcdms.pipeline import PCDMsPipeline
-from pcdms.previews import preview_samples
+from pcdms.sampling.pipeline import PCDMsPipeline
+from pcdms.training.previews import preview_samples
 
 RECIPE = ["sample.recipe=authors", "sample.prior_scheduler=unclip", "sample.refine_strength=0.5",
           "sample.refine_guidance_rescale=0.7", "sample.num_inference_steps=3"]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pcdms.cli import main
 from pcdms.data.synth import generate
-from pcdms.previews import nearest
+from pcdms.training.previews import nearest
 from pcdms.progress import Progress, choose_mode, quiet_library_bars
 from pcdms.summary import inference_chain, training_chain
 

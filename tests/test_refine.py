@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers_models import make_batch, oracle, overfit, seeds, tiny_config, tiny_encoders, trainable_without_grad
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.errors import UserError
 from pcdms.models import RefineModel
 
@@ -142,7 +142,7 @@ def test_strength_refines_the_coarse_image_in_part_of_the_steps(samples_dir):
 def test_conditions_from_a_kl_vae_are_its_mean_without_a_generator(samples_dir):
     # Sampling must not depend on global RNG state: without a generator the VAE's posterior mean is used.
     from pcdms.config import AutoencoderConfig
-    from pcdms.encoders import Autoencoder
+    from pcdms.models.encoders import Autoencoder
 
     torch.manual_seed(0)
     # a copy: tiny_encoders() is shared by every test of the run (setting its autoencoder here gave later

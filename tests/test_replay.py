@@ -1,4 +1,4 @@
-"""Settings files (`pcdms.replay`): what `pcdms app` writes and `pcdms generate --settings` reads."""
+"""Settings files (`pcdms.jobs.replay`): what `pcdms app` writes and `pcdms generate --settings` reads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from PIL import Image
 
 from pcdms.cli import main
 from pcdms.errors import UserError
-from pcdms.replay import RunSettings, check_source, pixels_sha256, read_settings, write_settings
-from pcdms.gallery import gallery
+from pcdms.jobs.replay import RunSettings, check_source, pixels_sha256, read_settings, write_settings
+from pcdms.pose.gallery import gallery
 
 
 def _settings(**changes) -> RunSettings:

@@ -10,9 +10,9 @@ import pytest
 
 from pcdms.commands.demo import ASSETS
 from pcdms.errors import InputWarning, UserError
-from pcdms.motions import MOTIONS, make_motion
+from pcdms.jobs.motions import MOTIONS, make_motion
 from pcdms.pose import JOINT, Pose, read_openpose_json
-from pcdms.sequences import PoseSequence, describe_off_canvas, fit_to_source, from_motion, off_canvas, smooth
+from pcdms.jobs.sequences import PoseSequence, describe_off_canvas, fit_to_source, from_motion, off_canvas, smooth
 
 SOURCE_POSE = read_openpose_json(ASSETS / "inputs" / "id00161_00_front-full.json")
 
@@ -141,7 +141,7 @@ def _render_folder(folder, names=SHOWN):
     named so that name order is not the order they were written in: c.png, a.png, b.jpg (a JPEG too)."""
     from PIL import Image
 
-    from pcdms.gallery import gallery
+    from pcdms.pose.gallery import gallery
 
     folder.mkdir()
     poses = {name: pose.resized(512, 352) for name, pose in gallery().items()}
@@ -152,7 +152,7 @@ def _render_folder(folder, names=SHOWN):
 
 
 def test_a_folder_of_skeleton_pictures_reads_back_to_their_poses_in_name_order(tmp_path):
-    from pcdms.sequences import from_folder
+    from pcdms.jobs.sequences import from_folder
 
     drawn = _render_folder(tmp_path / "renders")
     sequence = from_folder(tmp_path / "renders")
@@ -168,7 +168,7 @@ def test_a_folder_of_skeleton_pictures_reads_back_to_their_poses_in_name_order(t
 def test_a_photo_in_a_folder_of_pictures_is_its_frames_problem_saying_what_it_looked_like(tmp_path):
     import shutil
 
-    from pcdms.sequences import from_folder
+    from pcdms.jobs.sequences import from_folder
 
     _render_folder(tmp_path / "renders")
     shutil.copy(ASSETS / "inputs" / "id00161_00_front-full.png", tmp_path / "renders" / "b2.png")
@@ -182,7 +182,7 @@ def test_a_photo_in_a_folder_of_pictures_is_its_frames_problem_saying_what_it_lo
 def test_a_folder_where_no_file_gives_a_pose_is_an_error_naming_the_files(tmp_path):
     import shutil
 
-    from pcdms.sequences import from_folder
+    from pcdms.jobs.sequences import from_folder
 
     (tmp_path / "photos").mkdir()
     for name in ("1.png", "2.png"):

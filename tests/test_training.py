@@ -17,7 +17,7 @@ from pcdms.data.synth import generate
 from pcdms.models.inpaint import InpaintModel
 from pcdms.models.prior import PriorModel
 from pcdms.models.refine import RefineModel
-from pcdms.training import NonFiniteLossError, list_checkpoints, train
+from pcdms.training.loop import NonFiniteLossError, list_checkpoints, train
 from pcdms.config import load_config
 
 FAST = ["train.batch_size=2", "train.log_every=1", "train.sample_every=0", "data.num_workers=0"]
@@ -74,8 +74,8 @@ def test_export_coarse_with_prior_makes_the_images_generation_makes(tmp_path, sy
     """--prior: stage 2 gets the prior's embedding, as at generation, so stage 3 trains on test-time inputs."""
     import numpy as np
 
-    from pcdms.generate import dataset_items
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.jobs.generate import dataset_items
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     torch.manual_seed(0)
     PriorModel(load_config("tiny").prior).save_pretrained(tmp_path / "prior")

@@ -4,7 +4,7 @@ A torch file is opened with `torch.load(weights_only=True)`, which builds tensor
 DeepSpeed classes pickled beside the weights (a config enum, a loss scaler) are read as inert placeholders
 that record their arguments and run nothing; any other global (`os.system`, `builtins.eval`, ...) refuses the
 whole file before anything is unpickled. Truncated and corrupt files are refused with the file's name.
-This module sits below both the stage models (`models/io.py`) and the converter (`convert.py`).
+This module sits below both the stage models (`models/io.py`) and the converter (`models/convert.py`).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ class ClipConfig:
     num_attention_heads: int = 16
     intermediate_size: int = 5120
     projection_dim: int = 1024
-    # how an image becomes the encoder's input (`pcdms.encoders.encoder_pixels`): "square" (the whole image
+    # how an image becomes the encoder's input (`pcdms.models.encoders.encoder_pixels`): "square" (the whole image
     # resized to image_size x image_size in torch) or "clip-processor" (transformers' CLIP image processor on
     # the 8-bit image, PIL bicubic, as the authors' code makes the inputs of both CLIP and DINOv2)
     preprocess: Literal["square", "clip-processor"] = "square"
@@ -294,7 +294,7 @@ class SampleConfig:
     # Clip each step's predicted clean latent of stages 2 and 3 to [-v, v] (ddim/ddpm). Off for VAE latents;
     # space-to-depth latents are pixels times encoders.autoencoder.scaling_factor, so v = that factor.
     latent_clip: float | None = None
-    # Inference fast paths (pcdms/fastpaths.py); each gives the plain path's images within float tolerance.
+    # Inference fast paths (pcdms/sampling/fastpaths.py); each gives the plain path's images within float tolerance.
     compile: bool = False  # torch.compile the UNets and the prior's blocks (the first call compiles: slow)
     channels_last: bool = False  # UNets in channels-last memory format (GPU convolutions)
     vae_slicing: bool = False  # SD VAE: one image of a batch at a time (memory)

@@ -36,7 +36,7 @@ def serve(model: str | Path = DEMO_MODEL, host: str = "127.0.0.1", port: int = 7
 
     from pcdms.app.guard import BodyLimit, SameOrigin
     from pcdms.app.page import CSS, build_page
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     from pcdms.errors import UserError
 

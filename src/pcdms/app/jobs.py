@@ -26,9 +26,9 @@ from PIL import Image
 
 from pcdms.data.canvas import split_canvas
 from pcdms.framing import to_pil
-from pcdms.pipeline import ABLATIONS, PCDMsPipeline
+from pcdms.sampling.pipeline import ABLATIONS, PCDMsPipeline
 from pcdms.pose import Pose, write_openpose_json
-from pcdms.replay import RunSettings, pixels_sha256, write_settings
+from pcdms.jobs.replay import RunSettings, pixels_sha256, write_settings
 
 PREVIEW_EVERY = 4  # decode x0 every this many steps of stages 2 and 3 (and on the last step)
 COMPUTE = threading.Lock()  # held by the worker that runs the pipeline: one job computes at a time

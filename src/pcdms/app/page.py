@@ -27,11 +27,11 @@ from pcdms.app.guard import ClientLimit, SessionFiles, TooManyJobs, client_of, d
 from pcdms.app.jobs import JobRequest, run_job, stages_run
 from pcdms.app.picker import picker_value, pose_picker
 from pcdms.app.results import WAITING, panel_value, process_strip, result_panel, stage_bars
-from pcdms.gallery import gallery
+from pcdms.pose.gallery import gallery
 from pcdms.errors import UserError
-from pcdms.pipeline import PCDMsPipeline
+from pcdms.sampling.pipeline import PCDMsPipeline
 from pcdms.pose import JOINTS, Pose
-from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
+from pcdms.pose.picture import is_skeleton_picture, read_skeleton_picture
 from pcdms.validation import SEED
 
 STAGE_CHOICES = [("full: prior + inpaint + refine", "full"), ("B2: prior + inpaint", "B2"), ("B1: inpaint only", "B1")]
@@ -50,7 +50,7 @@ SCROLL_TO_RESULTS = """() => {
 
 
 def _extract(image: Image.Image) -> Pose | None:
-    from pcdms.extract import PoseExtractor
+    from pcdms.pose.extract import PoseExtractor
 
     with PoseExtractor() as extractor:
         found = extractor(image)

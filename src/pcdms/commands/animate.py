@@ -15,7 +15,7 @@ SETTINGS_FILE = "animation.json"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from pcdms.commands.common import add_inference_args
-    from pcdms.motions import MOTIONS
+    from pcdms.jobs.motions import MOTIONS
 
     parser = subparsers.add_parser(
         "animate", help="one photo through a pose sequence (poses folder, video or built-in motion) to a video",
@@ -65,8 +65,8 @@ draws new noise per frame (for comparison). --stages B2 skips the refiner (docs/
 
 def load_sequence(args: argparse.Namespace, source_pose, out: Path):
     """The pose sequence of --poses, steadied and fitted to the source as the options say."""
-    from pcdms import sequences
-    from pcdms.motions import MOTIONS
+    from pcdms.jobs import sequences
+    from pcdms.jobs.motions import MOTIONS
     from pcdms.progress import choose_mode
 
     poses = Path(args.poses)
@@ -107,13 +107,13 @@ def claim(out: Path, settings: dict) -> None:
 def run_animate(args: argparse.Namespace) -> int:
     import hashlib
 
-    from pcdms.animate import side_by_side
+    from pcdms.jobs.animate import side_by_side
     from pcdms.commands.common import load_pose, start
     from pcdms.imageio import load_image
-    from pcdms.extract import extract_pose
-    from pcdms.sequences import pose_fingerprint
+    from pcdms.pose.extract import extract_pose
+    from pcdms.jobs.sequences import pose_fingerprint
     from pcdms.validation import prepare_output_dir
-    from pcdms.video import write_gif, write_mp4
+    from pcdms.jobs.video import write_gif, write_mp4
 
     source = load_image(args.source)
     source_pose = (load_pose(args.source_pose, "--source-pose") if args.source_pose

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if dry_run(args, cfg):
         return 0
     from pcdms.config import load_config
-    from pcdms.modelfolder import assemble_model, save_random_encoders
+    from pcdms.models.folder import assemble_model, save_random_encoders
     from pcdms.progress import choose_mode, quiet_library_bars
 
     quiet_library_bars(choose_mode())  # transformers' "Writing model shards" bar only in a terminal

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from pcdms.augment import AugmentSettings, augment, check_fraction, make_plan, open_output
+    from pcdms.jobs.augment import AugmentSettings, augment, check_fraction, make_plan, open_output
     from pcdms.commands.common import announce, start
     from pcdms.data.market import GALLERY_DIR, QUERY_DIR, TRAIN_DIR
     from pcdms.validation import check_model_folder

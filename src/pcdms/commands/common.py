@@ -97,7 +97,7 @@ def load_pipeline(args: argparse.Namespace, out: Path):
     import torch
 
     from pcdms.config import save_config
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     device = resolve_device(args.device)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
@@ -146,13 +146,13 @@ def announce(title: str, pipe, rows: list[tuple[str, str]], out: Path, batch_siz
 
 def load_pose(path: str, what: str):
     """A pose by gallery name (`pcdms pose gallery`), from OpenPose JSON, read from a skeleton picture (an
-    OpenPose/ControlNet/DWPose render, `pcdms.posepic`) or extracted from a photo (MediaPipe); `what` names the
+    OpenPose/ControlNet/DWPose render, `pcdms.pose.picture`) or extracted from a photo (MediaPipe); `what` names the
     argument in errors. Raises UserError when the file lists no person or no pose can be found."""
-    from pcdms.extract import extract_pose
-    from pcdms.gallery import resolve_pose_file
+    from pcdms.pose.extract import extract_pose
+    from pcdms.pose.gallery import resolve_pose_file
     from pcdms.imageio import load_image
     from pcdms.pose import read_openpose_json
-    from pcdms.posepic import is_skeleton_picture, read_skeleton_picture
+    from pcdms.pose.picture import is_skeleton_picture, read_skeleton_picture
 
     file = resolve_pose_file(path, what)
     if file.suffix.lower() == ".json":

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import torch
 
-    from pcdms.convert import convert_authors_checkpoint, is_simplified, read_checkpoint
+    from pcdms.models.convert import convert_authors_checkpoint, is_simplified, read_checkpoint
 
     ckpt = read_checkpoint(args.from_authors)
     if args.config is None:

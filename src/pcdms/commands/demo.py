@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from pcdms.imageio import save_atomic
     from pcdms.imageio import load_image
     from pcdms.metrics.pixel import ssim_256
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
     from pcdms.pose import read_openpose_json
     from pcdms.visualize import PROCESS_FRAMES, StepLog, image_grid, process_figure, process_steps
 

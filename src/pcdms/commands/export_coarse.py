@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pcdms.config import save_config
     from pcdms.errors import UserError
-    from pcdms.generate import dataset_items, run_items
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.jobs.generate import dataset_items, run_items
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     if cfg.data.root is None:
         raise UserError("data.root is not set: pass data.root=DIR")

@@ -87,7 +87,7 @@ The refiner needs each image's SOURCE photo (its DINOv2 tokens guide the texture
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from pcdms.generate import dataset_items, run_items
+    from pcdms.jobs.generate import dataset_items, run_items
 
     settings = _apply_settings(args) if args.settings else None
     if args.num_samples < 1:
@@ -114,7 +114,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def _apply_settings(args: argparse.Namespace):
     """Read --settings and put its sampling settings into `args` (they replace the options)."""
-    from pcdms.replay import read_settings
+    from pcdms.jobs.replay import read_settings
 
     if args.dataset or args.target_pose or args.source_pose:
         raise UserError("--settings brings its own poses: give it with --source only (no --dataset, --target-pose, --source-pose)")
@@ -136,7 +136,7 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
 
     source = load_image(args.source)  # every input is read before the model loads: a bad one fails fast
     if settings is not None:
-        from pcdms.replay import check_source
+        from pcdms.jobs.replay import check_source
 
         check_source(settings, source, f"--source '{args.source}'")
         target_pose, source_pose = settings.target_pose, settings.source_pose
@@ -148,7 +148,7 @@ def _generate_one(args: argparse.Namespace, out: Path, call: dict, stages: tuple
         if args.source_pose:
             source_pose = load_pose(args.source_pose, "--source-pose")
         else:  # before the model loads, and the error names the file
-            from pcdms.extract import extract_pose
+            from pcdms.pose.extract import extract_pose
 
             source_pose = extract_pose(source, f"--source '{args.source}'")
         name = args.name or f"{Path(args.source).stem}_to_{Path(args.target_pose).stem}"
@@ -206,7 +206,7 @@ def refine_source_lookup(data: SplitData) -> Callable[[Path], ImageEntry]:
 
 
 def run_refine(args: argparse.Namespace) -> int:
-    from pcdms.generate import refine_items, run_items
+    from pcdms.jobs.generate import refine_items, run_items
     from pcdms.imageio import is_image_file, load_image
 
     out = prepare_output_dir(args.out)

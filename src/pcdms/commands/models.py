@@ -37,7 +37,7 @@ def run_check(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if dry_run(args, cfg):
         return 0
-    from pcdms.modelcheck import check_models, exit_code, format_report
+    from pcdms.models.check import check_models, exit_code, format_report
 
     rows = check_models(args.dir, cfg, args.purpose, load=args.load)
     print(format_report(rows, args.dir, args.config, args.purpose))

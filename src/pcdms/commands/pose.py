@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     read.add_argument("--out", required=True, metavar="DIR", help="output folder for <stem>.json")
     read.set_defaults(func=run_read)
 
-    from pcdms.gallery import GALLERY_DIR
+    from pcdms.pose.gallery import GALLERY_DIR
 
     gallery = sub.add_parser(
         "gallery",
@@ -175,7 +175,7 @@ def _image_size(path: Path | None) -> tuple[int, int] | None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from pcdms.extract import extract_poses, write_failures
+    from pcdms.jobs.extract import extract_poses, write_failures
 
     from pcdms.progress import choose_mode
 
@@ -194,7 +194,7 @@ def run_extract(args: argparse.Namespace) -> int:
 def run_read(args: argparse.Namespace) -> int:
     from pcdms.imageio import load_image
     from pcdms.pose import NUM_JOINTS, write_openpose_json
-    from pcdms.posepic import read_skeleton_picture
+    from pcdms.pose.picture import read_skeleton_picture
 
     out = prepare_output_dir(args.out)
     failed, written = [], []
@@ -216,7 +216,7 @@ def run_read(args: argparse.Namespace) -> int:
 
 
 def run_gallery(args: argparse.Namespace) -> int:
-    from pcdms.gallery import GALLERY_DIR, describe, gallery_names, view
+    from pcdms.pose.gallery import GALLERY_DIR, describe, gallery_names, view
 
     names = gallery_names()
     if not names:

@@ -1,4 +1,4 @@
-"""`pcdms train`: train one PCDMs stage with the one accelerate loop (`pcdms.training`)."""
+"""`pcdms train`: train one PCDMs stage with the one accelerate loop (`pcdms.training.loop`)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if dry_run(args, cfg):
         return 0
     from pcdms.progress import choose_mode
-    from pcdms.training import default_run_dir, train
+    from pcdms.training.loop import default_run_dir, train
 
     prepare_output_dir(args.out or default_run_dir(cfg, args.stage), "--out" if args.out else "train.output_dir")
     result = train(args.stage, cfg, run_dir=args.out, resume=args.resume, progress=choose_mode(args.no_progress))

@@ -1,4 +1,6 @@
-"""The three PCDMs stages (paper Sec. 3.2-3.4): prior -> inpaint -> refine, with save/load."""
+"""The three PCDMs stages (paper Sec. 3.2-3.4): prior -> inpaint -> refine, with save/load; beside them the
+frozen encoders (`encoders`), the diffusion process they are trained and sampled with (`diffusion`) and the
+model folder: its one writer (`folder`), which folders are usable (`check`), the authors' checkpoints (`convert`)."""
 
 from pcdms.config import STAGE_NAMES
 from pcdms.errors import UserError

@@ -22,7 +22,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from pcdms.config import UNetConfig, require_folder
-from pcdms.encoders import load_local
+from pcdms.models.encoders import load_local
 from pcdms.errors import UserError
 
 

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.config import InpaintConfig
 from pcdms.data.canvas import make_canvas, make_inpaint_mask, masked_canvas
-from pcdms.encoders import Encoders
+from pcdms.models.encoders import Encoders
 from pcdms.models.blocks import PoseAddedConvIn, PoseConditioningEmbedding, TokenMLP, build_unet, eval_mode
 from pcdms.models.io import StageModel
 from pcdms.recipes import Recipe, get_recipe

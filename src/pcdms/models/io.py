@@ -23,9 +23,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from pcdms import configio, diffusion
+from pcdms import configio
+from pcdms.models import diffusion
 from pcdms.checkpoints import read_checkpoint
-from pcdms.diffusion import make_scheduler
+from pcdms.models.diffusion import make_scheduler
 from pcdms.errors import UserError
 from pcdms.models.blocks import eval_mode, without_pretrained_paths
 from pcdms.recipes import Recipe, check_guidance_interval, get_recipe
@@ -41,7 +42,7 @@ class StageModel(nn.Module):
     """Base of the three stages: `cfg` (the stage's config dataclass), dtype/device, save and load."""
 
     stage: ClassVar[str]
-    encoder_roles: ClassVar[tuple[str, ...]]  # the frozen encoders its training loss runs (`pcdms.encoders.ROLES`)
+    encoder_roles: ClassVar[tuple[str, ...]]  # the frozen encoders its training loss runs (`pcdms.models.encoders.ROLES`)
     config_class: ClassVar[type]
     authors_key_renames: ClassVar[dict[str, str]] = {}
     cfg: Any

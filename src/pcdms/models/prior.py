@@ -24,9 +24,9 @@ import torch.utils.checkpoint
 from diffusers import PriorTransformer
 from torch import nn
 
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.config import PriorConfig, require_folder
-from pcdms.encoders import Encoders
+from pcdms.models.encoders import Encoders
 from pcdms.errors import UserError
 from pcdms.models.blocks import PoseMLP, eval_mode
 from pcdms.models.io import StageModel

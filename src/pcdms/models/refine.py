@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from pcdms import diffusion
+from pcdms.models import diffusion
 from pcdms.config import RefineConfig
-from pcdms.encoders import Encoders
+from pcdms.models.encoders import Encoders
 from pcdms.errors import UserError
 from pcdms.models.blocks import TokenMLP, build_unet, eval_mode
 from pcdms.models.io import StageModel

@@ -22,7 +22,7 @@ from pcdms.errors import ConfigError, UserError
 from pcdms.models import STAGES
 from pcdms.models.io import CONFIG_NAME, WEIGHTS_NAME
 
-REPORT_NAME = "conversion.json"  # beside a stage converted from the authors' files (`pcdms.convert`)
+REPORT_NAME = "conversion.json"  # beside a stage converted from the authors' files (`pcdms.models.convert`)
 
 
 def _is_stage_folder(folder: Path) -> bool:
@@ -120,8 +120,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def save_random_encoders(cfg: RunConfig, folder: str | Path, encoders: Any = None) -> list[str]:
     """Save the random-weight CLIP/DINOv2 encoders (`pretrained_path` null; not Inception) into
     `folder/encoders/<name>`, so a model folder trained with random-weight encoders is self-contained. Returns
-    the names saved. `encoders`: built ones to save (`pcdms.encoders.Encoders`), else built from `cfg`."""
-    from pcdms.encoders import build_encoders
+    the names saved. `encoders`: built ones to save (`pcdms.models.encoders.Encoders`), else built from `cfg`."""
+    from pcdms.models.encoders import build_encoders
 
     random = [name for name in ("clip", "dino") if getattr(cfg.encoders, name).random_weights]
     if random:

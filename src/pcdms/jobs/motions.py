@@ -12,7 +12,7 @@ person keeps their own proportions, place and size: limbs keep the lengths they 
 Angles follow `pcdms.data.synth`: measured from straight down, positive away from the body, so an arm at
 angle a from a shoulder on image side s (-1 left, +1 right) points along (s sin a, cos a).
 The motions are 2-D and may reach past the source pose's frame (arms raised over a head near the top edge);
-`pcdms.sequences.from_motion` fits the whole motion back inside it.
+`pcdms.jobs.sequences.from_motion` fits the whole motion back inside it.
 """
 
 from __future__ import annotations

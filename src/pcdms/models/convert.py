@@ -13,7 +13,7 @@ channels, layer counts, block types, token and embedding sizes); what shapes can
 counts, norm groups) comes from the config preset, and the report says which values those were. The model
 is built on the `meta` device (no random init), checked tensor by tensor against the file, and written with
 `StageModel.save_pretrained` (`config.json` + `model.safetensors`) plus `conversion.json` (provenance).
-`pcdms.modelfolder.assemble_model` (re-exported here) puts converted stages and a run config together into the
+`pcdms.models.folder.assemble_model` (re-exported here) puts converted stages and a run config together into the
 folder `PCDMsPipeline.from_pretrained` reads; the simplified model converts straight into such a folder.
 """
 
@@ -38,7 +38,7 @@ from pcdms.config import RunConfig
 from pcdms.errors import ConfigError, UserError
 from pcdms.models import STAGES, StageModel
 from pcdms.models.blocks import without_pretrained_paths
-from pcdms.modelfolder import (REPORT_NAME, assemble_model, check_out, check_self_contained,  # noqa: F401
+from pcdms.models.folder import (REPORT_NAME, assemble_model, check_out, check_self_contained,  # noqa: F401
                               read_stage_config, replace_folder)
 
 STAGE_TITLES = {"prior": "stage-1 (prior)", "inpaint": "stage-2 (inpaint)", "refine": "stage-3 (refine)",

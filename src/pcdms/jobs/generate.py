@@ -100,7 +100,7 @@ def run_batches(
     failed: Callable[[Item, str], None],
     step: Callable[[int], None] | None = None,
 ) -> None:
-    """The batch-then-retry core of every job (`run_items`; `pcdms.animate` over a pose sequence's frames).
+    """The batch-then-retry core of every job (`run_items`; `pcdms.jobs.animate` over a pose sequence's frames).
 
     `items` go through `render` `batch_size` at a time, in order. An item whose `prepare()` raises UserError or
     OSError is passed to `failed(item, reason)` and the rest of its batch still runs; when a whole batch

@@ -74,7 +74,7 @@ def save_training_state(folder: Path, optimizer: Any | None, lr_schedule: Any, e
                         scaler: Any | None) -> None:
     """Optimiser, LR schedule, EMA and gradient scaler (main process only; they are the same everywhere).
 
-    optimizer None: its state is saved elsewhere (DeepSpeed ZeRO: one slice per process, `pcdms.zero`).
+    optimizer None: its state is saved elsewhere (DeepSpeed ZeRO: one slice per process, `pcdms.training.zero`).
     """
     tensors: dict[str, torch.Tensor] = {}
     opt = optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": None}
@@ -102,7 +102,7 @@ def load_training_state(folder: Path, optimizer: Any | None, lr_schedule: Any, e
                         with_ema: bool | None = None) -> None:
     """Inverse of `save_training_state`; a checkpoint that lacks these files is refused (never unpickled).
 
-    optimizer None: restored elsewhere (`pcdms.zero`). with_ema: whether the run keeps EMA weights (default:
+    optimizer None: restored elsewhere (`pcdms.training.zero`). with_ema: whether the run keeps EMA weights (default:
     `ema is not None`; processes other than the main one keep none but still check the checkpoint agrees).
     """
     if not (folder / STATE_JSON).is_file():

@@ -86,7 +86,7 @@ def preview_pipeline(stage: str, model: Any, encoders: Any, cfg: RunConfig) -> A
     """The stage being trained behind a pipeline with the run's sampling settings, so a preview samples as
     `pcdms generate` will (scheduler and spacing of the recipe, null handling, guidance interval, refine
     strength and guidance rescale): one builder of a stage's sampler arguments, `PCDMsPipeline._run`."""
-    from pcdms.pipeline import PCDMsPipeline
+    from pcdms.sampling.pipeline import PCDMsPipeline
 
     stages = {"prior": None, "inpaint": None, "refine": None, stage: model}
     return PCDMsPipeline(encoders, stages["inpaint"], stages["prior"], stages["refine"], cfg.data.height,
@@ -102,7 +102,7 @@ def preview_samples(stage: str, model: Any, encoders: Any, batch: dict[str, Any]
     generator = torch.Generator(device=model.device).manual_seed(0)
 
     def noise(*shape: int) -> torch.Tensor:  # drawn first from the generator, as the models' own samplers do
-        from pcdms.diffusion import randn
+        from pcdms.models.diffusion import randn
 
         return randn(shape, generator, model.device, model.dtype)
 

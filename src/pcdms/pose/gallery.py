@@ -14,7 +14,7 @@ from pathlib import Path
 from pcdms.errors import UserError
 from pcdms.pose import Pose, read_openpose_json
 
-GALLERY_DIR = Path(__file__).resolve().parent / "assets" / "poses"
+GALLERY_DIR = Path(__file__).resolve().parents[1] / "assets" / "poses"
 LIST_HINT = "`pcdms pose gallery` lists the gallery's pose names"
 VIEWS = ("front", "back", "side", "three-quarter")
 

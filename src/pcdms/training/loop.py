@@ -6,11 +6,11 @@ start-up summary (`pcdms.summary`) and progress (`pcdms.progress`: a bar in a te
 `train.log_every` steps or minute with step, loss, learning rate, steps/s, data wait, peak memory and ETA; the
 same records in `<run>/logs/progress.jsonl`). Multi-GPU and multi-node runs go through `accelerate launch`;
 nothing here is device-specific. Under DeepSpeed ZeRO-2 (`configs/accelerate/deepspeed_zero2.yaml`) the loop
-is the same; `pcdms.zero` holds what differs (settings from the train config, autocast, optimiser slices).
+is the same; `pcdms.training.zero` holds what differs (settings from the train config, autocast, optimiser slices).
 
 A checkpoint folder `checkpoint-<step>/` holds `model/` (+ `model_ema/`) in the stage's `save_pretrained` format
 and the rest of the training state (optimiser, LR schedule, EMA, gradient scaler, RNG) as safetensors and JSON
-(`pcdms.checkpoint`; nothing is pickled, so resuming from a folder someone handed you runs none of their code).
+(`pcdms.training.checkpoint`; nothing is pickled, so resuming from a folder someone handed you runs none of their code).
 It is written as `checkpoint-<step>.tmp` and renamed when complete, so a kill during a save never leaves a
 checkpoint that half-loads.
 """
@@ -118,7 +118,7 @@ def _resume_step(accelerator: Any, run_dir: Path, resume: bool, model: nn.Module
         if accelerator.is_main_process:
             print(f"--resume: no checkpoint in {run_dir} yet, so this is a new run from step 0", flush=True)
         return 0
-    from pcdms import checkpoint, zero
+    from pcdms.training import checkpoint, zero
 
     newest = checkpoints[-1]
     sharded = zero.plugin(accelerator) is not None
@@ -137,7 +137,7 @@ def _save_checkpoint(
     accelerator: Any, run_dir: Path, step: int, model: nn.Module, optimizer: Any, lr_schedule: Any, ema: Any,
     keep: int, loss: float,
 ) -> Path:
-    from pcdms import checkpoint, zero
+    from pcdms.training import checkpoint, zero
 
     final = run_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
     tmp = run_dir / f"{final.name}.tmp"
@@ -219,8 +219,8 @@ def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) 
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from torch.optim.swa_utils import AveragedModel
 
-    from pcdms import zero
-    from pcdms.encoders import build_encoders
+    from pcdms.training import zero
+    from pcdms.models.encoders import build_encoders
     from pcdms.progress import quiet_library_bars, resolve_mode
 
     model_class = stage_class(stage)
@@ -274,7 +274,7 @@ def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) 
         accelerator.init_trackers("pcdms")
     preview = None
     if tc.sample_every > 0 and accelerator.is_main_process:
-        from pcdms.previews import preview_batch
+        from pcdms.training.previews import preview_batch
 
         preview = preview_batch(cfg, stage, encoders=encoders)
     return _Run(stage, cfg, run_dir, mode, accelerator, model, encoders, loader, params, optimizer, lr_schedule,
@@ -374,7 +374,7 @@ def _after_step(run: _Run, step: int, loss_value: float) -> Path | None:
         saved = _save_checkpoint(accelerator, run.run_dir, step, run.model, run.optimizer, run.lr_schedule, run.ema,
                                  tc.keep_checkpoints, loss_value)
     if run.preview is not None and (step % tc.sample_every == 0 or step == tc.max_steps):
-        from pcdms.previews import write_preview
+        from pcdms.training.previews import write_preview
 
         scalars = write_preview(run.stage, run.ema.module if run.ema is not None else run.model, run.encoders,
                                 run.preview, run.cfg, run.run_dir / "samples" / f"step-{step:07d}.png")

@@ -1,5 +1,5 @@
 """Pose sequences that drive `pcdms animate`: read from a folder of OpenPose JSON files or skeleton pictures
-(ControlNet pose renders), extracted from a video, or made by a built-in motion (`pcdms.motions`); then steadied
+(ControlNet pose renders), extracted from a video, or made by a built-in motion (`pcdms.jobs.motions`); then steadied
 over time and fitted to the source's framing.
 
 A sequence has one entry per frame: a `Pose`, or None where the frame has none, with the reason kept by frame
@@ -51,7 +51,7 @@ class PoseSequence:
 # ---------------------------------------------------------------------- sources
 def from_folder(folder: str | Path, limit: int | None = None) -> PoseSequence:
     """Every pose file in `folder` in name order: OpenPose `*.json`, or a skeleton picture (an OpenPose/ControlNet/
-    DWPose render, read by `pcdms.posepic`) in any of `PICTURE_SUFFIXES`. A file that cannot be read, or a picture
+    DWPose render, read by `pcdms.pose.picture`) in any of `PICTURE_SUFFIXES`. A file that cannot be read, or a picture
     that is not a skeleton picture (a photo: its description says what it looked like), is a problem of its frame;
     a folder where no file gives a pose is an error naming the first ones."""
     folder = Path(folder)
@@ -82,7 +82,7 @@ def _read_picture(path: Path) -> Pose:
     is not one. A photo is not sent to MediaPipe: a folder of frames is a video's job (`from_video`). The
     picture itself is not kept (a long sequence of them would fill memory): frames are drawn from keypoints."""
     from pcdms.imageio import load_image
-    from pcdms.posepic import read_skeleton_picture
+    from pcdms.pose.picture import read_skeleton_picture
 
     pose = read_skeleton_picture(load_image(path), path.name).pose
     return Pose(pose.xy, pose.visible, pose.height, pose.width)
@@ -90,11 +90,11 @@ def _read_picture(path: Path) -> Pose:
 
 def from_video(path: str | Path, cache: str | Path, limit: int | None = None,
                progress: bool | str = True) -> PoseSequence:
-    """Extract a pose per video frame (mediapipe, `pcdms.extract`). Each frame's pose is written to
+    """Extract a pose per video frame (mediapipe, `pcdms.pose.extract`). Each frame's pose is written to
     `cache/frame_NNNNN.json` as soon as it is found and read back on a rerun, so a killed job does not redo it."""
-    from pcdms.extract import PoseExtractor
+    from pcdms.pose.extract import PoseExtractor
     from pcdms.progress import Progress, resolve_mode
-    from pcdms.video import read_frames, video_info
+    from pcdms.jobs.video import read_frames, video_info
 
     info = video_info(path)
     total = info.frames if limit is None else min(limit, info.frames)
@@ -136,7 +136,7 @@ def from_video(path: str | Path, cache: str | Path, limit: int | None = None,
 def from_motion(name: str, source_pose: Pose, frames: int | None = None) -> PoseSequence:
     """The built-in motion `name` made from the source pose, fitted inside its frame (an `InputWarning` says
     when that moved or shrank it, naming the frames that reached outside)."""
-    from pcdms.motions import make_motion
+    from pcdms.jobs.motions import make_motion
 
     poses = make_motion(name, source_pose, frames)
     outside = off_canvas(poses)

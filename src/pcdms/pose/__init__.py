@@ -1,5 +1,8 @@
 """COCO-18 body keypoints: frames, the one normalised encoding, flipping, OpenPose JSON, skeleton renders.
 
+The package around it reads poses in: `picture` (skeleton pictures back to keypoints), `extract` (mediapipe on
+a photo) and `gallery` (the shipped ready target poses, by name).
+
 PCDMs conditions every stage on 18 OpenPose/COCO-18 keypoints (paper Sec. 3; `shared/REFERENCE.md` Sec. 1
 and Sec. 4): the prior takes their coordinates, the inpainting UNet a rendered skeleton.
 
@@ -76,7 +79,7 @@ class Pose:
     xy: float64 (18, 2) continuous pixel coordinates (x, y), as read (a file's 60.054 stays 60.054, so a render
     truncates it as the authors' code does); values of missing joints are meaningless.
     visible: bool (18,), False for a missing joint.
-    picture: the skeleton picture this pose was read from (`pcdms.posepic`), uint8 (height, width, 3), or None.
+    picture: the skeleton picture this pose was read from (`pcdms.pose.picture`), uint8 (height, width, 3), or None.
     A model drawn the authors' way takes it as given instead of drawing the keypoints again; the geometric
     transforms below return poses without it.
     """

@@ -14,7 +14,7 @@ change from frame to frame. What steadies them here, all inside the paper's mode
 
 The frame loop is resumable: frame i is written to `frames_dir/frame_NNNNN.png` (atomically) as soon as its
 batch is done, and a frame already there is read back, not redone. Frames run through the job runner of
-`pcdms generate` (`pcdms.generate.run_batches`): a batch that fails with a `UserError` or `OSError` is
+`pcdms generate` (`pcdms.jobs.generate.run_batches`): a batch that fails with a `UserError` or `OSError` is
 retried frame by frame, so a frame whose pose is missing or whose own pass fails is reported by index and
 shows the nearest generated frame instead (the video keeps its timing).
 """
@@ -30,9 +30,9 @@ import torch
 from PIL import Image
 
 from pcdms.errors import UserError
-from pcdms.generate import Item, pipeline_render, run_batches
+from pcdms.jobs.generate import Item, pipeline_render, run_batches
 from pcdms.pose import Pose
-from pcdms.sequences import PoseSequence
+from pcdms.jobs.sequences import PoseSequence
 
 NOISE_MODES = ("shared", "fresh")
 
@@ -92,7 +92,7 @@ def animate(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     frame_generator(noise, seed, 0)  # validates `noise` before any work
     if source_pose is None:
-        from pcdms.extract import extract_pose
+        from pcdms.pose.extract import extract_pose
 
         source_pose = extract_pose(source_image, "the source image")
     source_image = source_image.convert("RGB")
@@ -140,7 +140,7 @@ def _resume(sequence: PoseSequence, frames_dir: Path | None, result: Animation) 
 
 def _frame_item(index: int, pose: Pose, source_image: Image.Image, source_pose: Pose, noise: str, seed: int,
                 frames_dir: Path | None) -> tuple[int, Item]:
-    """Frame `index` as an item of the shared job runner (`pcdms.generate.run_batches`): every frame has the
+    """Frame `index` as an item of the shared job runner (`pcdms.jobs.generate.run_batches`): every frame has the
     same source image and pose objects (so `batch` encodes the source once per batch) and its own generator."""
     def prepare() -> dict[str, Any]:
         return {"source_image": source_image, "source_pose": source_pose, "target_pose": pose,

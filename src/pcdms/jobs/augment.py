@@ -12,7 +12,7 @@ Selections are nested: for one seed, the images kept at 20 % are also kept at 40
 since a generated image's name, pose and noise depend only on its source, with one pose fraction the images
 of a smaller fraction are exactly a subset of a larger one's (how `benchmarks/reid_table2.py` generates once). `augment.json` in the output records the settings, the kept images and every generated
 image's source and target pose; a rerun with the same settings resumes (only missing images are made, through
-`pcdms.generate.run_items`), one with other settings is refused rather than mixing two runs in one folder.
+`pcdms.jobs.generate.run_items`), one with other settings is refused rather than mixing two runs in one folder.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pcdms.data.market import (
     parse_market_name, read_market_folder,
 )
 from pcdms.errors import UserError
-from pcdms.generate import Item, Job, JobReport, pipeline_render, run_items
+from pcdms.jobs.generate import Item, Job, JobReport, pipeline_render, run_items
 from pcdms.pose import Pose
 
 PLAN_FILE = "augment.json"
@@ -178,7 +178,7 @@ def read_train_images(root: Path, annotation: Path | None, names: list[str] | No
 
 
 def _extract(path: Path) -> Pose | None:
-    from pcdms.extract import extract_pose
+    from pcdms.pose.extract import extract_pose
     from pcdms.imageio import load_image
 
     try:
@@ -239,7 +239,7 @@ def copy_real(root: Path, out: Path, kept: list[str], with_test: bool, progress:
 
 def generation_job(pipeline: Any, plan: AugmentPlan, images: dict[str, TrainImage], out: Path, seed: int,
                    **call_kwargs: Any) -> Job:
-    """One `pcdms.generate` item per generated image, written as `generated/<name>.png`; each seeds its own
+    """One `pcdms.jobs.generate` item per generated image, written as `generated/<name>.png`; each seeds its own
     generator from the seed and its name (source number, draw index), so an image does not depend on batching,
     on what a resumed run skipped or on which fraction was kept."""
     from pcdms.imageio import load_image

@@ -233,7 +233,7 @@ def _usable(component: Component, folder: Path, load: bool) -> tuple[list[str], 
         kwargs["ignore_mismatched_sizes"] = True  # report mismatches instead of raising on the first
     with _quiet():
         _, info = _model_class(component).from_pretrained(str(folder), **kwargs)
-    from pcdms.encoders import incomplete_tensors
+    from pcdms.models.encoders import incomplete_tensors
 
     missing, wrong = incomplete_tensors(info)
     unexpected = sorted(info.get("unexpected_keys") or [])
