@@ -328,6 +328,7 @@ BAD_CONFIG = [
     ("sample.refine_strength=0", "sample.refine_strength", "in (0, 1]"),
     ("sample.latent_clip=0", "sample.latent_clip", "> 0 or null"),
     ("data.flip_prob=2", "data.flip_prob", "in [0, 1]"),
+    ("data.recolor_prob=-0.1", "data.recolor_prob", "in [0, 1]"),
     ("data.num_workers=-1", "data.num_workers", ">= 0"),
     ("data.prefetch_factor=0", "data.prefetch_factor", ">= 1"),
     ("data.cache_mb=-1", "data.cache_mb", ">= 0"),

@@ -1,4 +1,4 @@
-"""PairDataset: the training batch contract, poses rendered from keypoints, consistent flips."""
+"""PairDataset: the training batch contract, poses rendered from keypoints, consistent flips and recolourings."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from pcdms.data.dataset import PairDataset, load_split, pose_image_tensor
+from pcdms.data.dataset import RECOLORINGS, PairDataset, load_split, pose_image_tensor
 from pcdms.data.synth import generate
 from pcdms.errors import UserError
+from pcdms.names import output_stem
 from pcdms.pose import JOINT, MISSING, flip_normalized, is_missing
 
 H, W = 64, 48
@@ -82,6 +83,45 @@ def test_flip_probability_flips_whole_pairs(root):
     assert set(seen) == {True, False}
 
 
+def test_recolouring_gives_source_and_target_the_same_other_channel_order_and_leaves_poses(root, tmp_path):
+    coarse = tmp_path / "coarse"  # stage 3's input is recoloured with its pair
+    coarse.mkdir()
+    plain_set = PairDataset(root, "train", H, W)
+    for pair in plain_set.pairs:
+        image = Image.open(root / "train" / pair.target).convert("RGB").rotate(5)
+        image.save(coarse / f"{output_stem(pair.source, pair.target)}.png")
+    plain_set = PairDataset(root, "train", H, W, coarse_dir=coarse)
+    dataset = PairDataset(root, "train", H, W, coarse_dir=coarse, recolor_prob=1.0, seed=2)
+    orders = set()
+    for index in range(len(dataset)):
+        plain, item = plain_set[index], dataset[index]
+        # the one order that maps the plain source onto the recoloured one also maps target and coarse image
+        matching = [c for c in RECOLORINGS if torch.equal(item["source_image"], plain["source_image"][list(c)])]
+        assert matching and matching != [RECOLORINGS[0]], index
+        order = list(matching[0])
+        for key in ("target_image", "coarse_image"):
+            assert torch.equal(item[key], plain[key][order]), (index, key)
+        for key in ("source_pose_image", "target_pose_image", "source_keypoints", "target_keypoints"):
+            assert torch.equal(item[key], plain[key])
+        orders.add(tuple(order))
+    assert len(orders) >= 4  # 12 pairs draw among the five other orders
+
+
+def test_recolour_probability_depends_on_seed_epoch_and_index_only(root):
+    dataset = PairDataset(root, "train", H, W, recolor_prob=0.5, flip_prob=0.5)
+    plain = PairDataset(root, "train", H, W)[1]["source_image"]
+    seen = set()
+    for epoch in range(16):
+        dataset.set_epoch(epoch)
+        image = dataset[1]["source_image"]
+        torch.manual_seed(epoch)  # global RNG state must not matter
+        assert torch.equal(dataset[1]["source_image"], image)
+        unflipped = image if dataset._flip(1) is False else image.flip(-1)
+        seen.add(torch.equal(unflipped, plain))
+    assert seen == {True, False}
+    assert all(PairDataset(root, "train", H, W)._channels(i) == RECOLORINGS[0] for i in range(12))
+
+
 def test_default_collate_gives_the_batch_layout(root):
     batch = next(iter(DataLoader(PairDataset(root, "train", H, W), batch_size=4)))
     assert batch["source_image"].shape == (4, 3, H, W)
@@ -100,6 +140,8 @@ def test_load_split_gives_pairs_and_keypoints_for_generation_code(root):
 def test_bad_arguments_are_user_errors(root, tmp_path):
     with pytest.raises(UserError, match="flip_prob"):
         PairDataset(root, "train", H, W, flip_prob=2.0)
+    with pytest.raises(UserError, match="recolor_prob"):
+        PairDataset(root, "train", H, W, recolor_prob=1.5)
     with pytest.raises(UserError, match="no split .validation. .it has: test, train"):
         PairDataset(root, "validation", H, W)
     with pytest.raises(UserError, match="no dataset files"):

@@ -223,6 +223,9 @@ class DataConfig:
     train_split: str = "train"
     test_split: str = "test"
     flip_prob: float = 0.0  # horizontal flip augmentation (keypoints swap left/right)
+    # probability of giving a training pair other colours (one of the five other orders of its RGB channels, the
+    # same for source and target): the target's clothes can then only be learnt from the source's (issue #31)
+    recolor_prob: float = 0.0
     coarse_dir: str | None = None  # stage 3: stage-2 images <from>_to_<to>.png (`pcdms export-coarse`)
     num_workers: int = 2  # loader processes (kept across epochs), 0: load in the training process
     prefetch_factor: int = 2  # batches each loader process prepares ahead

@@ -136,6 +136,7 @@ CONFIG_RANGES: dict[str, Range] = {
     "data.height": COUNT,
     "data.width": COUNT,
     "data.flip_prob": PROB,
+    "data.recolor_prob": PROB,
     "data.num_workers": NONNEG,
     "data.prefetch_factor": COUNT,
     "data.cache_mb": NONNEG,

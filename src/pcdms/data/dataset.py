@@ -67,6 +67,10 @@ def _unit_range(render: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(render.transpose(2, 0, 1).astype(np.float32) / 255.0))
 
 
+# the six orders of the RGB channels; the first leaves an image as it is (`PairDataset.recolor_prob`)
+RECOLORINGS: tuple[tuple[int, int, int], ...] = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
 class PairDataset(Dataset):
     """Pairs of one split of a dataset root (any of the formats in `pcdms.data.formats`).
 
@@ -79,6 +83,11 @@ class PairDataset(Dataset):
     cache_mb: decoded, resized images and pose renders kept per process, up to this many MiB (0: none). The
     epoch lives in shared memory, so `set_epoch` reaches the copies in persistent loader workers.
     skeleton: how the pose renders are drawn (`pcdms.pose.SKELETON_STYLES`, the config's `data.skeleton`).
+    recolor_prob: probability of giving a pair other colours: one of the five other orders of the RGB channels
+    (`RECOLORINGS`), the same for source, target and coarse image, so that the target's colours can only be
+    learnt from the source's, not remembered per outfit (issue #31). Exact and discrete: no value is clipped,
+    and an encoder cache keyed by image content holds at most six versions of an image. Drawn like the flip,
+    from (seed, epoch, index) alone.
     """
 
     def __init__(
@@ -93,16 +102,20 @@ class PairDataset(Dataset):
         seed: int = 0,
         cache_mb: float = 0,
         skeleton: str = "scaled",
+        recolor_prob: float = 0.0,
     ) -> None:
         if height <= 0 or width <= 0:
             raise UserError(f"image size must be positive, got {height}x{width}")
         if not 0.0 <= flip_prob <= 1.0:
             raise UserError(f"flip_prob must be in [0, 1], got {flip_prob}")
+        if not 0.0 <= recolor_prob <= 1.0:
+            raise UserError(f"recolor_prob must be in [0, 1], got {recolor_prob}")
         self.data = load_split(root, split, format)
         self.pairs = self.data.pairs
         self.height, self.width = height, width
         self.skeleton = skeleton
         self.flip_prob = flip_prob
+        self.recolor_prob = recolor_prob
         self.seed = seed
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.cache_bytes = int(cache_mb * 2**20)
@@ -161,12 +174,19 @@ class PairDataset(Dataset):
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
         return bool(torch.rand((), generator=generator) < self.flip_prob)
 
+    def _channels(self, index: int) -> tuple[int, int, int]:
+        """Item `index`'s order of the RGB channels this epoch (`RECOLORINGS`), from (seed, epoch, index) alone."""
+        if self.recolor_prob <= 0:
+            return RECOLORINGS[0]
+        draw = np.random.default_rng([self.seed, self.epoch, index, 31])  # 31: this draw's own stream
+        return RECOLORINGS[1 + int(draw.integers(5))] if draw.random() < self.recolor_prob else RECOLORINGS[0]
+
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict:
         pair = self.pairs[index]
-        flip = self._flip(index)
+        flip, channels = self._flip(index), self._channels(index)
         item: dict = {}
         for role, name in (("source", pair.source), ("target", pair.target)):
             image = self._image(name)
@@ -174,11 +194,11 @@ class PairDataset(Dataset):
             if flip:
                 image = image[:, ::-1]  # the pixels of ImageOps.mirror
                 keypoints = flip_normalized(keypoints)
-            item[f"{role}_image"] = image_to_tensor(image)
+            item[f"{role}_image"] = image_to_tensor(image[..., channels])
             item[f"{role}_pose_image"] = _unit_range(self._pose(keypoints, name, flip))
             item[f"{role}_keypoints"] = torch.from_numpy(np.array(keypoints, dtype=np.float32))
             item[f"{role}_name"] = name
         if self.coarse_dir is not None:
             coarse = self._coarse(index)
-            item["coarse_image"] = image_to_tensor(coarse[:, ::-1] if flip else coarse)
+            item["coarse_image"] = image_to_tensor((coarse[:, ::-1] if flip else coarse)[..., channels])
         return item

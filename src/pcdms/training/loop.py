@@ -293,7 +293,7 @@ def _loader(stage: str, cfg: RunConfig, run_dir: Path, accelerator: Any, mode: s
     dataset = PairDataset(
         cfg.data.root, cfg.data.train_split, cfg.data.height, cfg.data.width, flip_prob=cfg.data.flip_prob,
         format=cfg.data.format, coarse_dir=cfg.data.coarse_dir if stage == "refine" else None, seed=tc.seed,
-        cache_mb=cfg.data.cache_mb, skeleton=cfg.data.skeleton,
+        cache_mb=cfg.data.cache_mb, skeleton=cfg.data.skeleton, recolor_prob=cfg.data.recolor_prob,
     )
     global_batch = tc.batch_size * accelerator.num_processes
     if len(dataset) < global_batch:
