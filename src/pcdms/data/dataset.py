@@ -62,13 +62,18 @@ def pose_image_tensor(keypoints: np.ndarray, height: int, width: int, skeleton: 
     return _unit_range(render_skeleton(keypoints, height, width, skeleton))
 
 
+# the six orders of the RGB channels; the first leaves an image as it is (`PairDataset.recolor_prob`)
+RECOLORINGS: tuple[tuple[int, int, int], ...] = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+
+
+def _reorder(array: np.ndarray, channels: tuple[int, int, int]) -> np.ndarray:
+    """uint8 (H, W, 3) with its channels in the order `channels`; the array itself (no copy) when that is RGB."""
+    return array if channels == RECOLORINGS[0] else array[..., list(channels)]
+
+
 def _unit_range(render: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(render.transpose(2, 0, 1).astype(np.float32) / 255.0))
-
-
-# the six orders of the RGB channels; the first leaves an image as it is (`PairDataset.recolor_prob`)
-RECOLORINGS: tuple[tuple[int, int, int], ...] = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
 class PairDataset(Dataset):
@@ -194,11 +199,11 @@ class PairDataset(Dataset):
             if flip:
                 image = image[:, ::-1]  # the pixels of ImageOps.mirror
                 keypoints = flip_normalized(keypoints)
-            item[f"{role}_image"] = image_to_tensor(image[..., channels])
+            item[f"{role}_image"] = image_to_tensor(_reorder(image, channels))
             item[f"{role}_pose_image"] = _unit_range(self._pose(keypoints, name, flip))
             item[f"{role}_keypoints"] = torch.from_numpy(np.array(keypoints, dtype=np.float32))
             item[f"{role}_name"] = name
         if self.coarse_dir is not None:
             coarse = self._coarse(index)
-            item["coarse_image"] = image_to_tensor((coarse[:, ::-1] if flip else coarse)[..., channels])
+            item["coarse_image"] = image_to_tensor(_reorder(coarse[:, ::-1] if flip else coarse, channels))
         return item
