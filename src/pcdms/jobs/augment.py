@@ -10,8 +10,9 @@ real images and the generated ones (sequence s9, `pcdms.data.market`) in `boundi
 Selections are nested: for one seed, the images kept at 20 % are also kept at 40 %, and so on up
 (`select_subset`). `pose_fraction` takes the target poses from a smaller kept set (the one of that fraction);
 since a generated image's name, pose and noise depend only on its source, with one pose fraction the images
-of a smaller fraction are exactly a subset of a larger one's (how `benchmarks/reid_table2.py` generates once). `augment.json` in the output records the settings, the kept images and every generated
-image's source and target pose; a rerun with the same settings resumes (only missing images are made, through
+of a smaller fraction are exactly a subset of a larger one's (how `benchmarks/reid_table2.py` generates
+once). `augment.json` in the output records the settings, the kept images and every generated image's source
+and target pose; a rerun with the same settings resumes (only missing images are made, through
 `pcdms.jobs.generate.run_items`), one with other settings is refused rather than mixing two runs in one folder.
 """
 
