@@ -42,7 +42,8 @@ class StageModel(nn.Module):
     """Base of the three stages: `cfg` (the stage's config dataclass), dtype/device, save and load."""
 
     stage: ClassVar[str]
-    encoder_roles: ClassVar[tuple[str, ...]]  # the frozen encoders its training loss runs (`pcdms.models.encoders.ROLES`)
+    # the frozen encoders its training loss runs (`pcdms.models.encoders.ROLES`)
+    encoder_roles: ClassVar[tuple[str, ...]]
     config_class: ClassVar[type]
     authors_key_renames: ClassVar[dict[str, str]] = {}
     cfg: Any
