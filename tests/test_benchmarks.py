@@ -162,3 +162,58 @@ def test_gpu_benchmarks_script_runs_every_step_at_smoke_size(tmp_path):
         assert json.loads((tmp_path / "out" / f"{step}.json").read_text())["rows"], step
         assert (tmp_path / "out" / f"{step}.txt").read_text().strip(), step
     assert "torch" in (tmp_path / "out" / "gpu.txt").read_text()
+
+
+def _report(folder: Path, ssim: float, l1: float, garment: float | None, baselines: tuple[float, float] | None):
+    """A `pcdms evaluate` report.json holding what ablation_table.py reads (fid_tf skipped: None)."""
+    folder.mkdir(parents=True)
+    single = {"images": 120, "ssim_pidm": ssim, "l1": l1, "fid_tf": None, "garment_colour_error": garment}
+    report = {"results": {"single_sample": single}}
+    if baselines:
+        report["garment_baselines"] = {"source_photo": baselines[0], "other_identity": baselines[1]}
+    (folder / "report.json").write_text(json.dumps(report))
+
+
+def test_ablation_table_shows_garment_error_and_its_baselines_and_checks_issue_31(tmp_path, capsys):
+    table = load_script("ablation_table.py")
+    values = {  # stages: per seed (ssim, l1, garment)
+        "B1": [(0.650, 0.110, 11.0), (0.640, 0.100, 9.0)],
+        "B2": [(0.660, 0.100, 12.0), (0.650, 0.100, 10.0)],  # garment +1.0 over B1, B1's spread is 2.0
+        "full": [(0.670, 0.090, 11.5), (0.660, 0.095, 8.5)],
+    }
+    for stages, per_seed in values.items():
+        for seed, baselines, (ssim, l1, garment) in zip((5, 6), ((8.0, 40.0), (5.0, 35.0)), per_seed, strict=True):
+            _report(tmp_path / f"seed{seed}" / f"{stages}-metrics", ssim, l1, garment, baselines)
+    table.main([str(tmp_path), "--checks"])
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    assert "garment colour error" in header and "FID" not in header  # no report has fid_tf
+    assert "| B2 | 0.655 (0.660 / 0.650) | 0.1000 (0.1000 / 0.1000) | 11.0 (12.0 / 10.0) |" in out
+    assert "| B3 |" not in out
+    assert "baselines (seed5 / seed6): source photo 8.0 / 5.0, another identity 40.0 / 35.0" in out
+    lines = {line[6:]: line[:4] for line in out.splitlines() if line[:4] in ("PASS", "FAIL")}
+    assert lines["seed5: full garment colour error 11.5 = 1.44 x the source photo's 8.0 (at most 1.5)"] == "PASS"
+    assert lines["seed6: full garment colour error 8.5 = 1.70 x the source photo's 5.0 (at most 1.5)"] == "FAIL"
+    assert lines["full > B2 on ssim_pidm: 0.665 vs 0.655"] == "PASS"
+    assert lines["full < B2 on garment_colour_error: 10.0 vs 11.0"] == "PASS"
+    assert lines["B2 no worse than B1 + spread on garment_colour_error: B2 11.0, B1 10.0, spread 2.0"] == "PASS"
+    assert lines["B2 no worse than B1 + spread on ssim_pidm: B2 0.655, B1 0.645, spread 0.010"] == "PASS"
+    saved = json.loads((tmp_path / "table.json").read_text())
+    assert saved["rows"]["full"]["garment_colour_error"] == [11.5, 8.5] and saved["seeds"] == ["seed5", "seed6"]
+
+
+def test_ablation_table_flags_a_prior_that_costs_more_than_the_seed_spread(tmp_path, capsys):
+    table = load_script("ablation_table.py")
+    for seed in (0, 1):
+        _report(tmp_path / f"seed{seed}" / "B1-metrics", 0.70, 0.10, 10.0 + seed * 0.5, None)
+        _report(tmp_path / f"seed{seed}" / "B2-metrics", 0.70, 0.10, 12.0, None)
+    table.main([str(tmp_path), "--checks"])
+    out = capsys.readouterr().out
+    assert "FAIL  B2 no worse than B1 + spread on garment_colour_error: B2 12.0, B1 10.2, spread 0.5" in out
+    assert "baselines" not in out and "source photo" not in out  # scored without --garment-baselines
+
+
+def test_ablation_table_without_reports_says_which_script_makes_them(tmp_path):
+    table = load_script("ablation_table.py")
+    with pytest.raises(SystemExit, match="eval_transfer.sh"):
+        table.main([str(tmp_path)])
