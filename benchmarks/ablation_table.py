@@ -88,12 +88,14 @@ def mean(values: list[float]) -> float:
 
 
 def checks(table: dict) -> list[tuple[bool, str]]:
-    """Issue #31's conditions, each (passed, what was compared); a condition whose inputs are missing is left out."""
-    rows, out = table["rows"], []
+    """Issue #31's conditions, each (passed, what was compared); a condition whose inputs are missing, or a row
+    not yet scored for every seed (a run still going), is left out."""
+    seeds, out = table["seeds"], []
+    rows = {row: values for row, values in table["rows"].items() if all(len(v) == len(seeds) for v in values.values())}
     full = rows.get("full", {})
     garment = full.get("garment_colour_error")
     if garment and table["baselines"]:
-        for seed, value, source in zip(table["seeds"], garment, table["baselines"]["source_photo"], strict=True):
+        for seed, value, source in zip(seeds, garment, table["baselines"]["source_photo"], strict=True):
             ratio = value / source
             out.append((ratio <= SOURCE_RATIO, f"{seed}: full garment colour error {value:.1f} = {ratio:.2f} x the "
                                                f"source photo's {source:.1f} (at most {SOURCE_RATIO})"))
