@@ -4,7 +4,7 @@
 # one wearing a coat or a dress, cuts no demo training identity wears, in checks or dots), B1, B2, B3 and full
 # on each, scored by `pcdms evaluate` (ssim_pidm, l1 and the garment colour error with its two baselines, at
 # 176x256), then the table and issue #31's conditions (`benchmarks/ablation_table.py --checks`).
-# Usage: scripts/eval_transfer.sh [WORK_DIR] [MODEL]   (about 15 minutes on 2 idle CPU cores for the demo model).
+# Usage: scripts/eval_transfer.sh [WORK_DIR] [MODEL]   (about 20 minutes on 2 idle CPU cores for the demo model).
 # STAGES="B1 full" runs only those. Rerunning skips finished images and reports. A model trained on wardrobe
 # people must have been trained with `--held-out coat,dress,checks,dots` for the test sets to be unseen.
 set -euo pipefail
