@@ -100,7 +100,7 @@ def checks(table: dict) -> list[tuple[bool, str]]:
             out.append((ratio <= SOURCE_RATIO, f"{seed}: full garment colour error {value:.1f} = {ratio:.2f} x the "
                                                f"source photo's {source:.1f} (at most {SOURCE_RATIO})"))
     b1, b2 = rows.get("B1", {}), rows.get("B2", {})
-    for key, title, digits, higher in _columns(rows):
+    for key, _, digits, higher in _columns(rows):
         if key in full and key in b2:
             f, p = mean(full[key]), mean(b2[key])
             better = f > p if higher else f < p
