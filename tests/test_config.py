@@ -8,6 +8,7 @@ import pytest
 
 from pcdms.cli import main
 from pcdms.config import (
+    PRESET_DIR,
     RunConfig,
     config_from_yaml,
     config_to_yaml,
@@ -83,6 +84,16 @@ def test_yaml_file_with_base_preset(tmp_path):
     path.write_text("_base_: tiny\ntrain:\n  batch_size: 3\n")
     cfg = load_config(str(path))
     assert cfg.train.batch_size == 3 and cfg.inpaint.latent_channels == load_config("tiny").inpaint.latent_channels
+
+
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    # a run folder called tiny/ in the working directory: `--config tiny` still means the preset
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()
+    assert load_config("tiny") == load_config(str(PRESET_DIR / "tiny.yaml"))
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ConfigError, match=r"unknown preset 'runs'.*or a YAML file path"):
+        load_config("runs")
 
 
 def test_inconsistent_sections_are_rejected_naming_both_keys():

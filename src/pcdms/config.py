@@ -394,7 +394,8 @@ def preset_names() -> list[str]:
 
 def _raw_preset(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+    # a folder is never a config: `--config demo` run beside a folder named demo/ still means the preset
+    if not (path.suffix in (".yaml", ".yml") or path.is_file()):
         path = PRESET_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise ConfigError(
