@@ -3,7 +3,7 @@
 # split, each with two seeds, scored by `pcdms evaluate` (ssim_pidm, l1, fid_tf and the garment colour error with its
 # baselines, at 176x256).
 # Usage: scripts/eval_demo.sh [WORK_DIR] [MODEL]   (WORK_DIR as given to scripts/train_demo.sh; its data/ is made
-# here when missing; about 30 minutes on 2 idle CPU cores). Rerunning skips finished images and reports.
+# here when missing; about 10 minutes on 2 idle CPU cores). Rerunning skips finished images and reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/demo}
