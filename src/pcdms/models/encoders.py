@@ -43,7 +43,8 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
 
-from pcdms.config import INCEPTION_DIM, INCEPTION_TOKEN_DIM, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
+from pcdms.config import (INCEPTION_DIM, INCEPTION_TOKEN_DIM, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig,
+                          require_folder)
 from pcdms.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
