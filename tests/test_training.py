@@ -98,6 +98,52 @@ def test_export_coarse_with_prior_makes_the_images_generation_makes(tmp_path, sy
         assert np.abs(exported - with_truth).max() > 8  # the ground-truth embedding gives another image
 
 
+def test_stage2_trains_on_the_embedding_its_prior_samples(tmp_path, synth_root, monkeypatch):
+    """train.prior_embeddings: stage 2 sees what the named prior samples for each batch, not the target's own
+    embedding. A prior whose last layer always says `wanted` makes that checkable whatever its start noise."""
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    prior = PriorModel(cfg.prior)
+    wanted = torch.linspace(-0.5, 0.5, cfg.prior.embed_dim)  # normalised x0, inside DDIM's clip range
+    with torch.no_grad():
+        prior.proj_to_clip_embeddings.weight.zero_()
+        prior.proj_to_clip_embeddings.bias.copy_(wanted)
+    prior.save_pretrained(tmp_path / "prior")
+    seen = []
+    original = InpaintModel.loss
+
+    def spy(self, latents, conditions, generator=None):
+        seen.append(conditions["global_embeds"].detach().clone())
+        return original(self, latents, conditions, generator)
+
+    monkeypatch.setattr(InpaintModel, "loss", spy)
+    overrides = [f"data.root={synth_root}", "train.max_steps=2", "sample.num_inference_steps=2", *FAST]
+    train("inpaint", load_config("tiny", overrides + [f"train.prior_embeddings={tmp_path / 'prior'}"]),
+          tmp_path / "with", progress=False)
+    expected = prior.denormalize(wanted)
+    assert len(seen) == 2 and all(torch.allclose(e, expected.expand_as(e), atol=1e-4) for e in seen), seen
+    seen.clear()
+    train("inpaint", load_config("tiny", overrides), tmp_path / "without", progress=False)
+    assert len(seen) == 2 and not any(torch.allclose(e, expected.expand_as(e), atol=0.1) for e in seen)
+
+
+@pytest.mark.parametrize("stage, value, says", [
+    ("inpaint", "missing", "not a trained stage-1 folder"),
+    ("prior", "prior", "--stage inpaint"),
+    ("inpaint", "inpaint", "not a 'prior' model"),
+])
+def test_prior_embeddings_setting_is_checked_before_training(tmp_path, synth_root, capsys, stage, value, says):
+    torch.manual_seed(0)
+    PriorModel(load_config("tiny").prior).save_pretrained(tmp_path / "prior")
+    InpaintModel(load_config("tiny").inpaint).save_pretrained(tmp_path / "inpaint")
+    args = ["train", "--stage", stage, "--config", "tiny", "--out", str(tmp_path / "run"), "--no-progress",
+            f"data.root={synth_root}", "train.max_steps=1", *FAST, f"train.prior_embeddings={tmp_path / value}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "train.prior_embeddings" in err and says in err and "Traceback" not in err
+    assert not list_checkpoints(tmp_path / "run")
+
+
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, synth_root):
     overrides = [f"data.root={synth_root}", "train.checkpoint_every=2", "data.flip_prob=0.5", *FAST]
     straight = train("inpaint", load_config("tiny", overrides + ["train.max_steps=4"]), tmp_path / "a", progress=False)

@@ -275,6 +275,11 @@ class TrainConfig:
     # distinct images x the encoder's output size (2048 floats per image for `inception`; 257 x 1536 for
     # DINOv2-giant), so it suits small sets.
     cache_encoder_outputs: bool = False
+    # Stage 2 only: a trained stage-1 folder (e.g. `runs/prior/model`). Stage 2 then trains on the global
+    # embedding this prior samples from the source and both poses with the run's `sample` settings, as
+    # generation feeds it, instead of the target's own encoded embedding (as stage 3 trains on coarse images made
+    # with the prior; `pcdms.training.prior_embeds`). Null: the target's embedding (the paper's recipe).
+    prior_embeddings: str | None = None
 
 
 @dataclass

@@ -161,6 +161,9 @@ def training_summary(stage: str, cfg: RunConfig, dataset: PairDataset, run_dir: 
     ]
     if stage == "refine":
         rows.append(("coarse", f"stage-2 images from {data.coarse_dir}, resized to {_wxh(model)} likewise"))
+    if tc.prior_embeddings is not None:
+        rows.append(("embedding", f"sampled by the prior {tc.prior_embeddings} from each source and both poses "
+                                  f"({cfg.sample.num_inference_steps} steps), not the target's own"))
     precision = {"no": "fp32"}.get(tc.mixed_precision, f"{tc.mixed_precision} mixed precision")
     rows += [
         ("device", f"{getattr(device, 'type', device) if num_processes > 1 else device} x {num_processes} "

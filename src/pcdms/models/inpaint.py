@@ -143,7 +143,8 @@ class InpaintModel(StageModel):
     # ------------------------------------------------------------ training
     def training_loss(self, batch: dict[str, Any], encoders: Encoders, generator: diffusion.Generator = None) -> torch.Tensor:
         """Noise MSE over the whole canvas (paper Eq. 5); encoders run once per batch under no_grad:
-        the autoencoder on [canvas; masked canvas], DINOv2 on the sources, CLIP on the targets.
+        the autoencoder on [canvas; masked canvas], DINOv2 on the sources, CLIP on the targets unless the
+        batch brings its `global_embeds` (B, D) (a prior's samples: `train.prior_embeddings`).
 
         Condition dropout (DINOv2 tokens, global embedding) applies in training mode only.
         """
@@ -154,8 +155,11 @@ class InpaintModel(StageModel):
             both = torch.cat([make_canvas(source, target), masked_canvas(source)]).to(ae.device)
             latents, masked = ae.encode(both, generator).to(device, dtype).chunk(2)
             image_tokens = encoders.dino(source.to(encoders.dino.device))
-            global_embeds = (encoders.clip(target.to(encoders.clip.device)).to(device, dtype)
-                             if self.uses_global_embeds else None)
+            global_embeds = None
+            if self.uses_global_embeds:
+                given = batch.get("global_embeds")
+                global_embeds = (given if given is not None else encoders.clip(target.to(encoders.clip.device))
+                                 ).to(device, dtype)
         pose_canvas = make_canvas(batch["source_pose_image"], batch["target_pose_image"])
         conditions = self._conditions(masked, pose_canvas, image_tokens)
         conditions["global_embeds"] = global_embeds if self.uses_global_embeds else None

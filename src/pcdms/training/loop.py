@@ -48,12 +48,15 @@ def stage_class(stage: str) -> type:
 class _LossStep(nn.Module):
     """Wraps a stage so DDP sees the training loss as `forward` (gradient sync hooks run on forward)."""
 
-    def __init__(self, stage_model: nn.Module, encoders: Any) -> None:
+    def __init__(self, stage_model: nn.Module, encoders: Any, embeddings: Any = None) -> None:
         super().__init__()
         self.stage = stage_model
         object.__setattr__(self, "_encoders", encoders)  # frozen: kept out of the module tree and DDP
+        object.__setattr__(self, "_embeddings", embeddings)  # frozen prior (`train.prior_embeddings`) or None
 
     def forward(self, batch: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+        if self._embeddings is not None:  # stage 2 on the prior's embedding, not the target's
+            batch = {**batch, "global_embeds": self._embeddings(batch, generator)}
         return self.stage.training_loss(batch, self._encoders, generator)
 
 
@@ -252,6 +255,11 @@ def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) 
     encoders = build_encoders(cfg.encoders, model_class.encoder_roles).to(accelerator.device)  # only what it runs
     if cfg.train.cache_encoder_outputs:
         encoders = encoders.cached()
+    embeddings = None
+    if tc.prior_embeddings is not None:
+        from pcdms.training.prior_embeds import PriorEmbeddings
+
+        embeddings = PriorEmbeddings.load(stage, cfg, encoders, accelerator.device)
     loader = _loader(stage, cfg, run_dir, accelerator, mode)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -266,7 +274,7 @@ def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) 
     if tc.ema_decay > 0 and accelerator.is_main_process:
         ema = AveragedModel(model, multi_avg_fn=_ema_update(tc.ema_decay), use_buffers=True).to(accelerator.device)
     zero.check_and_fill(accelerator, tc.max_grad_norm, tc.gradient_accumulation_steps)
-    loss_step = _LossStep(model, encoders)
+    loss_step = _LossStep(model, encoders, embeddings)
     loss_step, optimizer, loader, lr_schedule = accelerator.prepare(loss_step, optimizer, loader, lr_schedule)
     model = accelerator.unwrap_model(loss_step).stage
     half_precision = zero.autocast(accelerator)  # DeepSpeed bf16/fp16 only: accelerate autocasts the rest
