@@ -235,6 +235,10 @@ def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) 
             "stage 3 trains on stage-2 images of the training pairs: run `pcdms export-coarse` with the trained "
             "inpainting model, then pass data.coarse_dir=<its --out>"
         )
+    if tc.prior_embeddings is not None:
+        from pcdms.training.prior_embeds import PriorEmbeddings
+
+        PriorEmbeddings.check(stage, cfg)
     accelerator = Accelerator(
         gradient_accumulation_steps=tc.gradient_accumulation_steps,
         mixed_precision=tc.mixed_precision,
@@ -257,9 +261,7 @@ def _build_run(stage: str, cfg: RunConfig, run_dir: Path, progress: bool | str) 
         encoders = encoders.cached()
     embeddings = None
     if tc.prior_embeddings is not None:
-        from pcdms.training.prior_embeds import PriorEmbeddings
-
-        embeddings = PriorEmbeddings.load(stage, cfg, encoders, accelerator.device)
+        embeddings = PriorEmbeddings.load(cfg, encoders, accelerator.device)
     loader = _loader(stage, cfg, run_dir, accelerator, mode)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(

@@ -27,11 +27,9 @@ class PriorEmbeddings:
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe  # a PCDMsPipeline holding the prior and the run's encoders and sampling settings
 
-    @classmethod
-    def load(cls, stage: str, cfg: RunConfig, encoders: Any, device: Any) -> PriorEmbeddings:
-        """The prior of `cfg.train.prior_embeddings`, checked against the stage it feeds before it is loaded."""
-        from pcdms.models.prior import PriorModel
-        from pcdms.training.previews import preview_pipeline
+    @staticmethod
+    def check(stage: str, cfg: RunConfig) -> None:
+        """The setting against the stage it feeds and the folder it names, before a run writes anything."""
         from pcdms.validation import check_weight_files
 
         folder = Path(cfg.train.prior_embeddings)
@@ -45,6 +43,14 @@ class PriorEmbeddings:
             raise UserError(f"{SETTING}={folder}: not a trained stage-1 folder (expected {folder / 'config.json'}); "
                             "pass the prior run's model/ folder (`pcdms train --stage prior ... --out RUN`: RUN/model)")
         check_weight_files(folder, SETTING)
+
+    @classmethod
+    def load(cls, cfg: RunConfig, encoders: Any, device: Any) -> PriorEmbeddings:
+        """The prior of `cfg.train.prior_embeddings` (`check`ed first), frozen, behind the run's sampling settings."""
+        from pcdms.models.prior import PriorModel
+        from pcdms.training.previews import preview_pipeline
+
+        folder = Path(cfg.train.prior_embeddings)
         try:
             prior = PriorModel.from_pretrained(folder, device=device)
         except UserError as err:  # e.g. a stage-2 folder: say which setting named it
