@@ -14,6 +14,7 @@ random in full before), or whose encoder weights are a pickle.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,25 +213,29 @@ def test_model_folder_config_may_not_reach_outside(tmp_path, capsys, lines, word
         assert word in err, err
 
 
+def _dino_path(text: str, path: str) -> str:
+    """config.yaml text with encoders.dino.pretrained_path set to `path` (the folder's own copy is null)."""
+    dino = re.search(r"^  dino:\n(?:    .*\n)*?    pretrained_path: null\n", text, re.M)
+    assert dino, "the model's config.yaml has no encoders.dino.pretrained_path: null"
+    block = dino.group(0).replace("pretrained_path: null", f"pretrained_path: {path}")
+    return text[:dino.start()] + block + text[dino.end():]
+
+
 def test_model_folder_encoder_paths_resolve_inside_it(tmp_path, capsys, monkeypatch):
     model = _folder_with(tmp_path)
     shutil.move(model / "encoders" / "dino", tmp_path / "dino")  # the folder's own copy would take precedence
     text = (model / "config.yaml").read_text()
-    assert "  dino:\n    pretrained_path: null\n" in text
-    (model / "config.yaml").write_text(text.replace("  dino:\n    pretrained_path: null\n",
-                                                    f"  dino:\n    pretrained_path: {tmp_path / 'dino'}\n"))
+    (model / "config.yaml").write_text(_dino_path(text, str(tmp_path / "dino")))
     assert main(_generate(model, tmp_path)) == 2
     err = capsys.readouterr().err
     assert "encoders.dino.pretrained_path" in err and "points outside the model folder" in err, err
     # the user's model directory is where shared encoders live
     monkeypatch.setenv("PCDMS_MODEL_DIR", str(tmp_path))
-    (model / "config.yaml").write_text(text.replace("  dino:\n    pretrained_path: null\n",
-                                                    "  dino:\n    pretrained_path: ${PCDMS_MODEL_DIR}/dino\n"))
+    (model / "config.yaml").write_text(_dino_path(text, "${PCDMS_MODEL_DIR}/dino"))
     assert main(_generate(model, tmp_path)) == 0, capsys.readouterr().err
     # and a relative path resolves inside the folder
     shutil.move(tmp_path / "dino", model / "my-dino")
-    (model / "config.yaml").write_text(text.replace("  dino:\n    pretrained_path: null\n",
-                                                    "  dino:\n    pretrained_path: my-dino\n"))
+    (model / "config.yaml").write_text(_dino_path(text, "my-dino"))
     assert main(_generate(model, tmp_path)) == 0, capsys.readouterr().err
 
 
