@@ -14,7 +14,6 @@ random in full before), or whose encoder weights are a pickle.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from pcdms.cli import main
 
@@ -215,10 +215,10 @@ def test_model_folder_config_may_not_reach_outside(tmp_path, capsys, lines, word
 
 def _dino_path(text: str, path: str) -> str:
     """config.yaml text with encoders.dino.pretrained_path set to `path` (the folder's own copy is null)."""
-    dino = re.search(r"^  dino:\n(?:    .*\n)*?    pretrained_path: null\n", text, re.M)
-    assert dino, "the model's config.yaml has no encoders.dino.pretrained_path: null"
-    block = dino.group(0).replace("pretrained_path: null", f"pretrained_path: {path}")
-    return text[:dino.start()] + block + text[dino.end():]
+    config = yaml.safe_load(text)
+    assert config["encoders"]["dino"]["pretrained_path"] is None
+    config["encoders"]["dino"]["pretrained_path"] = path
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 def test_model_folder_encoder_paths_resolve_inside_it(tmp_path, capsys, monkeypatch):
